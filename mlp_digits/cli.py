@@ -1,0 +1,105 @@
+"""Command-line flags, defined once for every script, and their checks.
+
+A user's mistake ends in one line on stderr and exit status 2 (argparse's convention), and a
+problem with the data in one line and exit status 1 — never in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable
+
+from mlp_digits.data import DataError
+from mlp_digits.model import BACKPROPS, INITS
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def count_or_fraction(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a count or a fraction above 0, got {text}")
+    return int(value) if value >= 1 and value.is_integer() else value
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", default="data", help="folder with MNIST/raw (downloaded there if missing)"
+    )
+    parser.add_argument(
+        "--no-download", action="store_true", help="never download; fail if files are missing"
+    )
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sizes", type=positive_int, nargs="+", default=[784, 16, 16, 10],
+        help="neurons per layer, input first (default: 784 16 16 10)",
+    )  # fmt: skip
+    parser.add_argument("--init", choices=INITS, default="gaussian",
+                        help="gaussian: N(0,1) as network.py; scaled: N(0,1/n_in) as network2.py")  # fmt: skip
+    parser.add_argument("--backprop", choices=BACKPROPS, default="autograd",
+                        help="gradients by autograd or by the hand-written BP1-BP4")  # fmt: skip
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train the 784-16-16-10 sigmoid network on MNIST by mini-batch SGD.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto")
+    parser.add_argument("--devices", default="auto", help="devices to use: a count or 'auto'")
+    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    parser.add_argument("--precision", choices=["32", "64"], default="32",
+                        help="float bits; 64 reproduces the book's float64 arithmetic")  # fmt: skip
+    parser.add_argument("--max-epochs", type=positive_int, default=30)
+    parser.add_argument("--batch-size", type=positive_int, default=10, help="mini-batch size m")
+    parser.add_argument("--lr", type=positive_float, default=3.0, help="learning rate eta")
+    add_model_flags(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    add_data_flags(parser)
+    parser.add_argument("--val-size", type=count_or_fraction, default=10_000,
+                        help="validation images held out of the training file: count or fraction")  # fmt: skip
+    parser.add_argument("--steps-per-chunk", type=positive_int, default=None,
+                        help="SGD steps per Lightning step (default: about 500 samples' worth)")  # fmt: skip
+    parser.add_argument("--logdir", default="lightning_logs", help="TensorBoard folder")
+    parser.add_argument("--name", default="", help="run name: runs go to LOGDIR/NAME/version_N")
+    parser.add_argument("--num-threads", type=positive_int, default=1,
+                        help="CPU threads for torch; at batch 10 one is as fast as two")  # fmt: skip
+    parser.add_argument("--fast-dev-run", action="store_true",
+                        help="one chunk of training and one batch of evaluation, nothing saved")  # fmt: skip
+    return parser
+
+
+def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks that need more than one flag; each failure is parser.error (exit 2)."""
+    if args.sizes[0] != 784 or args.sizes[-1] != 10:
+        parser.error(
+            f"--sizes {' '.join(map(str, args.sizes))}: MNIST needs 784 inputs and 10 outputs, "
+            "so the sizes must start with 784 and end with 10"
+        )
+    if len(args.sizes) < 2:
+        parser.error("--sizes needs at least two layers, e.g. 784 10")
+
+
+def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Call ``main(args)``; a data problem becomes one line on stderr and exit status 1."""
+    try:
+        return main(args)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

@@ -1,0 +1,18 @@
+"""Train the 784-16-16-10 network on MNIST, test it, and log everything to TensorBoard.
+
+To run:
+    python scripts/train.py                      # 30 epochs, eta 3.0, batch 10: the book's run
+    python scripts/train.py --accelerator gpu    # the same on a GPU
+    tensorboard --logdir lightning_logs
+"""
+
+import sys
+
+from mlp_digits import cli
+from mlp_digits.training import train
+
+if __name__ == "__main__":
+    parser = cli.train_parser()
+    args = parser.parse_args()
+    cli.check_train_args(parser, args)
+    sys.exit(cli.run(train, args))
