@@ -47,13 +47,24 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--sizes", type=positive_int, nargs="+", default=[784, 16, 16, 10],
+        "--sizes",
+        type=positive_int,
+        nargs="+",
+        default=[784, 16, 16, 10],
         help="neurons per layer, input first (default: 784 16 16 10)",
-    )  # fmt: skip
-    parser.add_argument("--init", choices=INITS, default="gaussian",
-                        help="gaussian: N(0,1) as network.py; scaled: N(0,1/n_in) as network2.py")  # fmt: skip
-    parser.add_argument("--backprop", choices=BACKPROPS, default="autograd",
-                        help="gradients by autograd or by the hand-written BP1-BP4")  # fmt: skip
+    )
+    parser.add_argument(
+        "--init",
+        choices=INITS,
+        default="gaussian",
+        help="gaussian: N(0,1) as network.py; scaled: N(0,1/n_in) as network2.py",
+    )
+    parser.add_argument(
+        "--backprop",
+        choices=BACKPROPS,
+        default="autograd",
+        help="gradients by autograd or by the hand-written BP1-BP4",
+    )
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -64,24 +75,43 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto")
     parser.add_argument("--devices", default="auto", help="devices to use: a count or 'auto'")
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
-    parser.add_argument("--precision", choices=["32", "64"], default="32",
-                        help="float bits; 64 reproduces the book's float64 arithmetic")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        choices=["32", "64"],
+        default="32",
+        help="float bits; 64 reproduces the book's float64 arithmetic",
+    )
     parser.add_argument("--max-epochs", type=positive_int, default=30)
     parser.add_argument("--batch-size", type=positive_int, default=10, help="mini-batch size m")
     parser.add_argument("--lr", type=positive_float, default=3.0, help="learning rate eta")
     add_model_flags(parser)
     parser.add_argument("--seed", type=int, default=0)
     add_data_flags(parser)
-    parser.add_argument("--val-size", type=count_or_fraction, default=10_000,
-                        help="validation images held out of the training file: count or fraction")  # fmt: skip
-    parser.add_argument("--steps-per-chunk", type=positive_int, default=None,
-                        help="SGD steps per Lightning step (default: about 500 samples' worth)")  # fmt: skip
+    parser.add_argument(
+        "--val-size",
+        type=count_or_fraction,
+        default=10_000,
+        help="validation images held out of the training file: count or fraction",
+    )
+    parser.add_argument(
+        "--steps-per-chunk",
+        type=positive_int,
+        default=None,
+        help="SGD steps per Lightning step (default: about 500 samples' worth)",
+    )
     parser.add_argument("--logdir", default="lightning_logs", help="TensorBoard folder")
     parser.add_argument("--name", default="", help="run name: runs go to LOGDIR/NAME/version_N")
-    parser.add_argument("--num-threads", type=positive_int, default=1,
-                        help="CPU threads for torch; at batch 10 one is as fast as two")  # fmt: skip
-    parser.add_argument("--fast-dev-run", action="store_true",
-                        help="one chunk of training and one batch of evaluation, nothing saved")  # fmt: skip
+    parser.add_argument(
+        "--num-threads",
+        type=positive_int,
+        default=1,
+        help="CPU threads for torch; at batch 10 one is as fast as two",
+    )
+    parser.add_argument(
+        "--fast-dev-run",
+        action="store_true",
+        help="one chunk of training and one batch of evaluation, nothing saved",
+    )
     return parser
 
 
