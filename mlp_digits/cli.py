@@ -115,6 +115,23 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def evaluate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Test a saved DigitsMLP again: the count of correct images and a per-digit table.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
+    add_data_flags(parser)
+    parser.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="val: the run's own validation images (its seed and --val-size come from the file)",
+    )
+    parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="cpu")
+    return parser
+
+
 def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks that need more than one flag; each failure is parser.error (exit 2)."""
     if args.sizes[0] != 784 or args.sizes[-1] != 10:

@@ -270,6 +270,8 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 10_000,
     ) -> None:
         super().__init__()
+        # In the checkpoint too, so that evaluate.py can rebuild the same validation split.
+        self.save_hyperparameters()
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.data_dir, self.batch_size, self.val_size = data_dir, batch_size, val_size

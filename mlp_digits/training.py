@@ -5,7 +5,9 @@ What a user sees comes from here: one line per epoch, the test line, where the r
 
 from __future__ import annotations
 
+import logging
 import time
+import warnings
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,16 @@ from mlp_digits.data import MNISTDataModule
 from mlp_digits.model import DigitsMLP
 
 PRECISIONS = {"32": "32-true", "64": "64-true"}
+
+
+def quiet_lightning(level: int = logging.INFO) -> None:
+    """Keep Lightning's output to what a learner needs: no advertising tips, no warning
+    about its own use of a deprecated torch API."""
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.setLevel(level)
+    for handler_owner in (lightning_log, logging.getLogger("lightning.pytorch.utilities.rank_zero")):
+        handler_owner.addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
 
 
 def say(trainer: L.Trainer, line: str) -> None:
@@ -114,6 +126,7 @@ def build_trainer(args: Namespace, logger: TensorBoardLogger | bool, callbacks: 
 
 def train(args: Namespace) -> int:
     """Train, test the best-validation checkpoint, print where everything is. Returns 0."""
+    quiet_lightning()
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     L.seed_everything(args.seed, verbose=False)
@@ -161,6 +174,7 @@ def train(args: Namespace) -> int:
 
 def evaluate(args: Namespace) -> int:
     """Test a saved model again: the count line and a per-digit table."""
+    quiet_lightning(logging.WARNING)
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
     model = DigitsMLP.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=True)

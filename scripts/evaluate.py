@@ -1,0 +1,14 @@
+"""Test a saved model again: the test line of train.py and the accuracy of every digit.
+
+To run:
+    python scripts/evaluate.py --checkpoint lightning_logs/version_0/checkpoints/last.ckpt
+"""
+
+import sys
+
+from mlp_digits import cli
+from mlp_digits.training import evaluate
+
+if __name__ == "__main__":
+    args = cli.evaluate_parser().parse_args()
+    sys.exit(cli.run(evaluate, args))
