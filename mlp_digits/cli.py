@@ -117,7 +117,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Test a saved DigitsMLP again: the count of correct images and a per-digit table.",
+        description="Test a saved DigitsMLP again: correct images and a per-digit table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")

@@ -6,6 +6,7 @@ What a user sees comes from here: one line per epoch, the test line, where the r
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from argparse import Namespace
@@ -30,7 +31,10 @@ def quiet_lightning(level: int = logging.INFO) -> None:
     about its own use of a deprecated torch API."""
     lightning_log = logging.getLogger("lightning.pytorch")
     lightning_log.setLevel(level)
-    for handler_owner in (lightning_log, logging.getLogger("lightning.pytorch.utilities.rank_zero")):
+    for handler_owner in (
+        lightning_log,
+        logging.getLogger("lightning.pytorch.utilities.rank_zero"),
+    ):
         handler_owner.addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
 
@@ -119,6 +123,7 @@ def build_trainer(args: Namespace, logger: TensorBoardLogger | bool, callbacks: 
         fast_dev_run=args.fast_dev_run,
         log_every_n_steps=1,  # in Lightning steps (chunks): see DigitsMLP.training_step
         enable_model_summary=False,
+        enable_progress_bar=any(isinstance(c, StepProgressBar) for c in callbacks),
         num_sanity_val_steps=0,
         deterministic=True,
     )
@@ -147,7 +152,10 @@ def train(args: Namespace) -> int:
         filename="best-epoch={epoch}-val_accuracy={val/accuracy:.4f}",
         auto_insert_metric_name=False,
     )
-    callbacks = [best, EpochReport(), StepProgressBar()]
+    callbacks = [best, EpochReport()]
+    # A bar that redraws in place helps at a terminal and only litters a log file.
+    if sys.stdout.isatty():
+        callbacks.append(StepProgressBar())
     trainer = build_trainer(args, logger if not args.fast_dev_run else False, callbacks)
 
     trainer.fit(model, datamodule=datamodule)
