@@ -1,0 +1,362 @@
+"""DigitsMLP against independent references: the book's network.py in NumPy, plain formulas.
+
+The slow parts are three short fits through a real ``lightning.Trainer`` on tiny MNIST-format
+files that the tests write themselves (no network).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from conftest import write_mnist
+from torch import Tensor, nn
+
+from mlp_digits import backprop as bp
+from mlp_digits.data import MNISTDataModule
+from mlp_digits.model import DigitsMLP
+
+BACKPROPS = ["autograd", "manual"]
+
+
+def pixels(m: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> Tensor:
+    """m images' worth of values in [0, 1], like MNIST's pixels."""
+    return torch.rand(m, 784, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def one_hot_targets(m: int, dtype: torch.dtype = torch.float64, seed: int = 1) -> Tensor:
+    labels = torch.randint(0, 10, (m,), generator=torch.Generator().manual_seed(seed))
+    return nn.functional.one_hot(labels, 10).to(dtype)
+
+
+def numpy_params(model: DigitsMLP) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Copies of the weights (n_out, n_in) and biases (n_out,) as float64 NumPy arrays."""
+    weights = [layer.weight.detach().double().numpy().copy() for layer in model.layers]
+    biases = [layer.bias.detach().double().numpy().copy() for layer in model.layers]
+    return weights, biases
+
+
+def np_sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def np_feedforward(
+    weights: list[np.ndarray], biases: list[np.ndarray], x: np.ndarray
+) -> np.ndarray:
+    """a ← σ(W a + b) layer by layer, one example per row."""
+    a = x
+    for w, b in zip(weights, biases):
+        a = np_sigmoid(a @ w.T + b)
+    return a
+
+
+def trainer(root_dir: Path, **kwargs: Any) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root_dir,
+        **kwargs,
+    )
+
+
+def datamodule(data_dir: Path, val_size: int) -> MNISTDataModule:
+    return MNISTDataModule(
+        data_dir=str(data_dir), batch_size=10, val_size=val_size, seed=0, download=False
+    )
+
+
+@pytest.fixture(scope="module")
+def mnist_1100(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,100 training images: with val_size=100, 1,000 to train on, 100 steps of 10."""
+    return write_mnist(tmp_path_factory.mktemp("mnist_1100"), n_train=1100, n_test=20)
+
+
+@pytest.fixture(scope="module")
+def mnist_600(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """600 training images: with val_size=100, 500 to train on, 50 steps of 10."""
+    return write_mnist(tmp_path_factory.mktemp("mnist_600"), n_train=600, n_test=20)
+
+
+# --- architecture and initialisation ----------------------------------------------------
+
+
+def test_default_network_has_13002_parameters() -> None:
+    model = DigitsMLP()
+
+    n_weights = sum(layer.weight.numel() for layer in model.layers)
+    n_biases = sum(layer.bias.numel() for layer in model.layers)
+    assert n_weights == 784 * 16 + 16 * 16 + 16 * 10 == 12_960
+    assert n_biases == 16 + 16 + 10 == 42
+    assert sum(p.numel() for p in model.parameters()) == 13_002
+
+
+def test_default_layers_are_linear_784_16_16_10() -> None:
+    model = DigitsMLP()
+
+    assert isinstance(model.layers, nn.ModuleList)
+    assert all(type(layer) is nn.Linear for layer in model.layers)
+    assert [tuple(layer.weight.shape) for layer in model.layers] == [(16, 784), (16, 16), (10, 16)]
+    assert [tuple(layer.bias.shape) for layer in model.layers] == [(16,), (16,), (10,)]
+
+
+def assert_normal_sample(values: Tensor, std: float) -> None:
+    """Mean 0 and standard deviation ``std``, within 5 standard errors of the estimates.
+
+    For n draws from N(0, σ²) the sample mean has standard error σ/√n and the sample standard
+    deviation about σ/√(2n). The band is asserted to exclude nn.Linear's own U(±1/√n_in)
+    initialisation, whose standard deviation is σ/√3 when σ = 1/√n_in.
+    """
+    n = values.numel()
+    mean_tol = 5 * std / math.sqrt(n)
+    std_rel_tol = 5 / math.sqrt(2 * n)
+    assert abs(1 / math.sqrt(3) - 1) > std_rel_tol, "too few samples to tell N from U"
+    assert abs(values.mean().item()) <= mean_tol
+    assert abs(values.std().item() / std - 1) <= std_rel_tol
+
+
+BIG = (784, 300, 100, 10)
+
+
+def test_gaussian_init_draws_weights_from_standard_normal() -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP(sizes=BIG, init="gaussian")
+
+    assert_normal_sample(torch.cat([w.detach().reshape(-1) for w in model.weights]), std=1.0)
+
+
+def test_gaussian_init_draws_biases_from_standard_normal() -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP(sizes=BIG, init="gaussian")
+
+    assert_normal_sample(torch.cat([b.detach() for b in model.biases]), std=1.0)
+
+
+def test_scaled_init_draws_weights_with_std_one_over_sqrt_fan_in() -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP(sizes=BIG, init="scaled")
+
+    for layer, n_in in zip(model.layers, BIG[:-1], strict=True):
+        assert_normal_sample(layer.weight.detach().reshape(-1), std=1 / math.sqrt(n_in))
+
+
+def test_scaled_init_draws_biases_from_standard_normal() -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP(sizes=BIG, init="scaled")
+
+    assert_normal_sample(torch.cat([b.detach() for b in model.biases]), std=1.0)
+
+
+# --- forward -------------------------------------------------------------------------------
+
+
+def test_forward_gives_one_activation_in_0_1_per_digit() -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP()
+
+    out = model(pixels(32))
+
+    assert out.shape == (32, 10)
+    assert out.dtype == torch.float32
+    assert bool(((out > 0) & (out < 1)).all())
+
+
+def test_forward_equals_sigmoid_chain() -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP().double()
+    x = pixels(32, torch.float64)
+    weights, biases = numpy_params(model)
+
+    out = model(x).detach().numpy()
+
+    np.testing.assert_allclose(out, np_feedforward(weights, biases, x.numpy()), rtol=0, atol=1e-12)
+
+
+# --- one SGD step --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backprop", BACKPROPS)
+def test_sgd_step_moves_parameters_by_minus_lr_times_backprop_gradient(backprop: str) -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP(lr=3.0, backprop=backprop).double()
+    x, y = pixels(10, torch.float64), one_hot_targets(10)
+    before_w = [w.detach().clone() for w in model.weights]
+    before_b = [b.detach().clone() for b in model.biases]
+    nabla_w, nabla_b = bp.backprop(before_w, before_b, x, y)
+
+    model.sgd_step(model.configure_optimizers(), x, y)
+
+    for w, w0, nw in zip(model.weights, before_w, nabla_w, strict=True):
+        torch.testing.assert_close(w.detach(), w0 - 3.0 * nw, rtol=0, atol=1e-12)
+    for b, b0, nb in zip(model.biases, before_b, nabla_b, strict=True):
+        torch.testing.assert_close(b.detach(), b0 - 3.0 * nb, rtol=0, atol=1e-12)
+    assert any(not torch.equal(w.detach(), w0) for w, w0 in zip(model.weights, before_w))
+
+
+@pytest.mark.parametrize("backprop", BACKPROPS)
+def test_sgd_step_returns_cost_before_update(backprop: str) -> None:
+    torch.manual_seed(0)
+    model = DigitsMLP(lr=3.0, backprop=backprop).double()
+    x, y = pixels(10, torch.float64), one_hot_targets(10)
+    weights, biases = numpy_params(model)
+    a = np_feedforward(weights, biases, x.numpy())
+    cost_before = 0.5 * ((y.numpy() - a) ** 2).sum() / len(a)
+
+    cost = model.sgd_step(model.configure_optimizers(), x, y)
+
+    assert cost.ndim == 0
+    assert not cost.requires_grad
+    assert cost.item() == pytest.approx(cost_before, rel=0, abs=1e-12)
+
+
+@pytest.mark.parametrize("lr", [3.0, 0.25])
+def test_configure_optimizers_is_plain_sgd(lr: float) -> None:
+    model = DigitsMLP(lr=lr)
+
+    optimizer = model.configure_optimizers()
+
+    assert type(optimizer) is torch.optim.SGD
+    assert len(optimizer.param_groups) == 1
+    group = optimizer.param_groups[0]
+    assert group["lr"] == lr
+    assert group["momentum"] == 0
+    assert group["weight_decay"] == 0
+    assert not group["nesterov"]
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()}
+
+
+# --- training through Lightning ------------------------------------------------------------
+
+
+def test_manual_and_autograd_backprop_train_to_the_same_weights(
+    mnist_1100: Path, tmp_path: Path
+) -> None:
+    """100 SGD steps (one epoch of 1,000 images in batches of 10) through a real Trainer."""
+    models = {}
+    for backprop in BACKPROPS:
+        L.seed_everything(0)
+        models[backprop] = DigitsMLP(lr=3.0, backprop=backprop)
+    auto, manual = models["autograd"], models["manual"]
+    for p, q in zip(auto.parameters(), manual.parameters(), strict=True):
+        assert torch.equal(p, q)
+    initial = [p.detach().clone() for p in auto.parameters()]
+
+    for backprop, model in models.items():
+        t = trainer(tmp_path / backprop, max_epochs=1)
+        t.fit(model, datamodule=datamodule(mnist_1100, val_size=100))
+        assert t.global_step == 100
+
+    for p, q, p0 in zip(auto.parameters(), manual.parameters(), initial, strict=True):
+        assert p.dtype == torch.float32
+        assert (p.detach() - q.detach()).abs().max().item() <= 1e-5
+        assert not torch.equal(p.detach(), p0)  # the training did move the weights
+
+
+def book_update_mini_batch(
+    weights: list[np.ndarray],
+    biases: list[np.ndarray],
+    mini_batch: list[tuple[np.ndarray, np.ndarray]],
+    eta: float,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """network.py's ``update_mini_batch``: per-example backprop on column vectors, summed.
+
+    ``biases`` are column vectors (n, 1), each x is (784, 1) and each y (10, 1).
+    """
+    nabla_b = [np.zeros(b.shape) for b in biases]
+    nabla_w = [np.zeros(w.shape) for w in weights]
+    for x, y in mini_batch:
+        # feedforward, keeping every z and activation
+        activation = x
+        activations = [x]
+        zs = []
+        for b, w in zip(biases, weights):
+            z = np.dot(w, activation) + b
+            zs.append(z)
+            activation = np_sigmoid(z)
+            activations.append(activation)
+        # backward pass: BP1, then BP2 layer by layer; BP3 and BP4 at each layer
+        delta = (activations[-1] - y) * np_sigmoid(zs[-1]) * (1 - np_sigmoid(zs[-1]))
+        delta_nabla_b = [np.zeros(b.shape) for b in biases]
+        delta_nabla_w = [np.zeros(w.shape) for w in weights]
+        delta_nabla_b[-1] = delta
+        delta_nabla_w[-1] = np.dot(delta, activations[-2].T)
+        for l in range(2, len(weights) + 1):
+            sp = np_sigmoid(zs[-l]) * (1 - np_sigmoid(zs[-l]))
+            delta = np.dot(weights[-l + 1].T, delta) * sp
+            delta_nabla_b[-l] = delta
+            delta_nabla_w[-l] = np.dot(delta, activations[-l - 1].T)
+        nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
+        nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
+    weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(weights, nabla_w)]
+    biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(biases, nabla_b)]
+    return weights, biases
+
+
+@pytest.mark.parametrize("backprop", BACKPROPS)
+def test_one_epoch_matches_book_network_py_step_by_step(
+    backprop: str, mnist_600: Path, tmp_path: Path
+) -> None:
+    """One epoch of 64-bit Lightning training equals network.py's SGD on the same mini-batches."""
+    batch_size, eta = 10, 3.0
+    L.seed_everything(0)
+    model = DigitsMLP(sizes=(784, 16, 16, 10), lr=eta, backprop=backprop).double()
+    weights, biases = numpy_params(model)
+    biases = [b.reshape(-1, 1) for b in biases]
+
+    dm = datamodule(mnist_600, val_size=100)
+    t = trainer(tmp_path, max_epochs=1, precision="64-true")
+    t.fit(model, datamodule=dm)
+    assert t.global_step == 50
+
+    x_train, targets = dm.splits["train"]
+    assert x_train.dtype == torch.float32 and len(x_train) == 500
+    images = x_train.cpu().double().numpy()
+    labels = targets.cpu().numpy()
+    sampler = dm.train_dataloader().sampler
+    sampler.set_epoch(0)
+    order = sampler.indices().cpu().numpy()
+    for i in range(len(order) // batch_size):
+        mini_batch = []
+        for j in order[i * batch_size : (i + 1) * batch_size]:
+            y = np.zeros((10, 1))
+            y[labels[j]] = 1.0
+            mini_batch.append((images[j].reshape(-1, 1), y))
+        weights, biases = book_update_mini_batch(weights, biases, mini_batch, eta)
+
+    trained_w, trained_b = numpy_params(model)
+    assert all(layer.weight.dtype == torch.float64 for layer in model.layers)
+    for w, w_book in zip(trained_w, weights, strict=True):
+        assert np.abs(w - w_book).max() <= 1e-10
+    for b, b_book in zip(trained_b, biases, strict=True):
+        assert np.abs(b - b_book.reshape(-1)).max() <= 1e-10
+
+
+def test_checkpoint_round_trip_restores_hparams_and_outputs(
+    mnist_600: Path, tmp_path: Path
+) -> None:
+    L.seed_everything(0)
+    model = DigitsMLP(sizes=(784, 12, 10), lr=0.5, init="scaled", backprop="manual")
+    t = trainer(tmp_path, max_epochs=1)
+    t.fit(model, datamodule=datamodule(mnist_600, val_size=100))
+    path = tmp_path / "model.ckpt"
+    t.save_checkpoint(path)
+
+    loaded = DigitsMLP.load_from_checkpoint(path, weights_only=True)
+
+    assert dict(loaded.hparams) == {
+        "sizes": (784, 12, 10),
+        "lr": 0.5,
+        "init": "scaled",
+        "backprop": "manual",
+    }
+    assert dict(loaded.hparams) == dict(model.hparams)
+    x = pixels(16)
+    assert torch.equal(loaded(x), model(x))
