@@ -10,6 +10,8 @@ import sys
 import time
 import warnings
 from argparse import Namespace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,26 +113,19 @@ def write_hparams(
     logger.experiment.flush()
 
 
-def build_trainer(args: Namespace, logger: TensorBoardLogger | bool, callbacks: list) -> L.Trainer:
-    return L.Trainer(
-        accelerator=args.accelerator,
-        devices=args.devices,
-        strategy=args.strategy,
-        precision=PRECISIONS[str(args.precision)],
-        max_epochs=args.max_epochs,
-        logger=logger,
-        callbacks=callbacks,
-        fast_dev_run=args.fast_dev_run,
-        log_every_n_steps=1,  # in Lightning steps (chunks): see DigitsMLP.training_step
-        enable_model_summary=False,
-        enable_progress_bar=any(isinstance(c, StepProgressBar) for c in callbacks),
-        num_sanity_val_steps=0,
-        deterministic=True,
-    )
+@dataclass
+class Run:
+    """Everything one training run is made of, built from the command-line flags."""
+
+    trainer: L.Trainer
+    model: DigitsMLP
+    datamodule: MNISTDataModule
+    logger: TensorBoardLogger | None
+    best: ModelCheckpoint
 
 
-def train(args: Namespace) -> int:
-    """Train, test the best-validation checkpoint, print where everything is. Returns 0."""
+def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
+    """The model, the data and the Trainer exactly as ``scripts/train.py`` uses them."""
     quiet_lightning()
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
@@ -144,7 +139,9 @@ def train(args: Namespace) -> int:
         steps_per_chunk=args.steps_per_chunk,
     )
     model = DigitsMLP(sizes=args.sizes, lr=args.lr, init=args.init, backprop=args.backprop)
-    logger = TensorBoardLogger(args.logdir, name=args.name or "", default_hp_metric=False)
+    logger = None
+    if not args.fast_dev_run:
+        logger = TensorBoardLogger(args.logdir, name=args.name or "", default_hp_metric=False)
     best = ModelCheckpoint(
         monitor="val/accuracy",
         mode="max",
@@ -152,28 +149,49 @@ def train(args: Namespace) -> int:
         filename="best-epoch={epoch}-val_accuracy={val/accuracy:.4f}",
         auto_insert_metric_name=False,
     )
-    callbacks = [best, EpochReport()]
+    callbacks = [best, EpochReport(), *extra_callbacks]
     # A bar that redraws in place helps at a terminal and only litters a log file.
-    if sys.stdout.isatty():
+    show_bar = sys.stdout.isatty()
+    if show_bar:
         callbacks.append(StepProgressBar())
-    trainer = build_trainer(args, logger if not args.fast_dev_run else False, callbacks)
+    trainer = L.Trainer(
+        accelerator=args.accelerator,
+        devices=args.devices,
+        strategy=args.strategy,
+        precision=PRECISIONS[str(args.precision)],
+        max_epochs=args.max_epochs,
+        logger=logger or False,
+        callbacks=callbacks,
+        fast_dev_run=args.fast_dev_run,
+        log_every_n_steps=1,  # in Lightning steps (chunks): see DigitsMLP.training_step
+        enable_model_summary=False,
+        enable_progress_bar=show_bar,
+        num_sanity_val_steps=0,
+        deterministic=True,
+    )
+    return Run(trainer, model, datamodule, logger, best)
 
+
+def train(args: Namespace) -> int:
+    """Train, test the best-validation checkpoint, print where everything is. Returns 0."""
+    run = build_run(args)
+    trainer, model, datamodule = run.trainer, run.model, run.datamodule
     trainer.fit(model, datamodule=datamodule)
-    ckpt_path = "best" if best.best_model_path else None
+    ckpt_path = "best" if run.best.best_model_path else None
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if not trainer.is_global_zero:
         return 0
     print(count_line("Test", trainer.callback_metrics, "test"), flush=True)
-    if args.fast_dev_run:
+    if run.logger is None:
         return 0
     write_hparams(
-        logger,
+        run.logger,
         {**model.hparams, **datamodule.hparams, "precision": str(args.precision)},
         ["val/accuracy", "val/cost", "test/accuracy", "test/cost"],
     )
-    run_dir = Path(logger.log_dir)
+    run_dir = Path(run.logger.log_dir)
     print(
-        f"Run: {run_dir} (best: {Path(best.best_model_path).name}, last: last.ckpt in "
+        f"Run: {run_dir} (best: {Path(run.best.best_model_path).name}, last: last.ckpt in "
         f"{run_dir / 'checkpoints'})"
     )
     print(f"View it: tensorboard --logdir {args.logdir}")
