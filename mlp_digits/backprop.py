@@ -89,8 +89,8 @@ def backward(
     for l in range(n_layers - 1, -1, -1):
         if l < n_layers - 1:
             delta = (delta @ weights[l + 1]) * sigmoid_prime(zs[l])  # BP2
-        nabla_b[l] = delta.sum(dim=0) / m  # BP3, mean over the batch
-        nabla_w[l] = delta.T @ activations[l] / m  # BP4, mean over the batch
+        nabla_b[l] = delta.mean(dim=0)  # BP3, averaged over the batch
+        nabla_w[l] = delta.T @ activations[l] / m  # BP4, averaged over the batch
     return nabla_w, nabla_b
 
 

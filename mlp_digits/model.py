@@ -29,6 +29,7 @@ from mlp_digits import backprop as bp
 
 INITS = ("gaussian", "scaled")
 BACKPROPS = ("autograd", "manual")
+LOG_EVERY_N_STEPS = 100  # interval of the train/cost curve, in SGD steps
 
 
 class DigitsMLP(L.LightningModule):
@@ -137,8 +138,21 @@ class DigitsMLP(L.LightningModule):
         costs = torch.stack([self.sgd_step(optimizer, x, y) for x, y in zip(xs, ys)])
         self.advance_global_step(len(xs))
         self.train_cost.update(costs)
-        self.log("train/cost", costs.mean(), on_step=True, on_epoch=False)
-        self.log_step(on_step=True)
+        # self.log costs far more than an SGD step: log the mean of the recent steps' costs
+        # every LOG_EVERY_N_STEPS steps and at the end of the epoch, rather than each chunk.
+        self.recent_costs.append(costs)
+        end_of_epoch = chunk_idx + 1 == self.trainer.num_training_batches
+        if self.global_step >= self.next_log_step or end_of_epoch:
+            self.log(
+                "train/cost", torch.cat(self.recent_costs).mean(), on_step=True, on_epoch=False
+            )
+            self.log_step(on_step=True)
+            self.recent_costs = []
+            self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
+
+    def on_train_epoch_start(self) -> None:
+        self.recent_costs: list[Tensor] = []
+        self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
 
     def on_train_epoch_end(self) -> None:
         self.log("train/epoch_cost", self.train_cost)  # the mean over the epoch's SGD steps
