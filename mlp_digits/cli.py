@@ -22,6 +22,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value <= 0:
@@ -81,7 +88,12 @@ def train_parser() -> argparse.ArgumentParser:
         default="32",
         help="float bits; 64 reproduces the book's float64 arithmetic",
     )
-    parser.add_argument("--max-epochs", type=positive_int, default=30)
+    parser.add_argument(
+        "--max-epochs",
+        type=positive_int,
+        default=None,
+        help="epochs in all (default: 30, or the resumed run's)",
+    )
     parser.add_argument("--batch-size", type=positive_int, default=10, help="mini-batch size m")
     parser.add_argument("--lr", type=positive_float, default=3.0, help="learning rate eta")
     add_model_flags(parser)
@@ -106,6 +118,18 @@ def train_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=1,
         help="CPU threads for torch; at batch 10 one is as fast as two",
+    )
+    parser.add_argument(
+        "--check-gradients-every",
+        type=non_negative_int,
+        default=0,
+        help="every N SGD steps, log autograd vs manual gradients to TensorBoard (0: never)",
+    )
+    parser.add_argument(
+        "--resume",
+        default=None,
+        help="'last' (the newest last.ckpt under --logdir/--name) or a checkpoint path; "
+        "--max-epochs counts from the start of the run",
     )
     parser.add_argument(
         "--fast-dev-run",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightning as L
@@ -202,13 +202,31 @@ class ChunkedBatches:
     Yields ``(x, targets)`` shaped (K, B, 784) and (K, B). When B does not divide the
     epoch, the smaller last mini-batch comes as a chunk of its own, (1, r, 784), as the
     book's ``SGD`` keeps it too.
+
+    ``state_dict``/``load_state_dict`` make it resumable mid-epoch: the state is the epoch and
+    how many of its mini-batches were trained (``steps_done``, asked of the trainer), which
+    with the seed is all it takes to draw the same permutation and go on where it stopped.
     """
 
     def __init__(
-        self, x: Tensor, targets: Tensor, sampler: EpochPermutation, batch_size: int, steps: int
+        self,
+        x: Tensor,
+        targets: Tensor,
+        sampler: EpochPermutation,
+        batch_size: int,
+        steps: int,
+        steps_done: Callable[[], int] = lambda: 0,
     ) -> None:
         self.x, self.targets, self.sampler = x, targets, sampler
         self.batch_size, self.steps_per_chunk = batch_size, steps
+        self.steps_done = steps_done
+        self.resume_at: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "steps_done": self.steps_done()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = state
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
@@ -218,22 +236,33 @@ class ChunkedBatches:
         return -(-n_full // self.steps_per_chunk) + (rest > 0)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        skip = 0
+        if self.resume_at is not None and self.resume_at["epoch"] == self.sampler.epoch:
+            skip = self.resume_at["steps_done"]
+        self.resume_at = None
         order = self.sampler.indices()
         n_full = len(order) // self.batch_size
         batches = order[: n_full * self.batch_size].view(n_full, self.batch_size)
-        for start in range(0, n_full, self.steps_per_chunk):
+        for start in range(skip, n_full, self.steps_per_chunk):
             idx = batches[start : start + self.steps_per_chunk]
             yield self.x[idx], self.targets[idx]
-        if len(order) > n_full * self.batch_size:
+        if len(order) > n_full * self.batch_size and skip <= n_full:
             idx = order[n_full * self.batch_size :].unsqueeze(0)
             yield self.x[idx], self.targets[idx]
 
 
 class SlicedBatches:
-    """Evaluation batches: consecutive slices, every image counted once, nothing dropped."""
+    """Evaluation batches: consecutive slices, every image counted once, nothing dropped.
 
-    def __init__(self, x: Tensor, targets: Tensor, batch_size: int) -> None:
-        self.x, self.targets, self.batch_size = x, targets, batch_size
+    With several processes, rank r evaluates every ``world_size``-th image from position r;
+    the metrics add the ranks' counts up.
+    """
+
+    def __init__(
+        self, x: Tensor, targets: Tensor, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> None:
+        self.x, self.targets = x[rank::world_size], targets[rank::world_size]
+        self.batch_size = batch_size
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
@@ -298,16 +327,25 @@ class MNISTDataModule(L.LightningDataModule):
             x, targets = load_mnist(self.data_dir, "test")
             self.splits["test"] = (x.to(device), targets.to(device))
 
+    def ranks(self) -> tuple[int, int]:
+        """(this process's rank, number of processes)."""
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
     def train_dataloader(self) -> ChunkedBatches:
         x, targets = self.splits["train"]
-        rank, world_size = (
-            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
-        )
+        rank, world_size = self.ranks()
         sampler = EpochPermutation(len(x), self.seed, x.device, rank, world_size)
-        return ChunkedBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
+        batches = ChunkedBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
+        if self.trainer:
+            # Every epoch has the same number of steps, so the global step says where we are.
+            trainer = self.trainer
+            batches.steps_done = lambda: (
+                trainer.global_step - trainer.current_epoch * batches.steps_per_epoch()
+            )
+        return batches
 
     def val_dataloader(self) -> SlicedBatches:
-        return SlicedBatches(*self.splits["val"], self.eval_batch_size)
+        return SlicedBatches(*self.splits["val"], self.eval_batch_size, *self.ranks())
 
     def test_dataloader(self) -> SlicedBatches:
-        return SlicedBatches(*self.splits["test"], self.eval_batch_size)
+        return SlicedBatches(*self.splits["test"], self.eval_batch_size, *self.ranks())

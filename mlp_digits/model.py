@@ -21,7 +21,10 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
@@ -30,6 +33,11 @@ from mlp_digits import backprop as bp
 INITS = ("gaussian", "scaled")
 BACKPROPS = ("autograd", "manual")
 LOG_EVERY_N_STEPS = 100  # interval of the train/cost curve, in SGD steps
+SATURATED = 1e-3  # an output activation this close to 0 or 1 has all but stopped learning
+
+
+class NonFiniteCost(RuntimeError):
+    """The cost became NaN or infinite; the message names the step and what to do."""
 
 
 class DigitsMLP(L.LightningModule):
@@ -41,6 +49,9 @@ class DigitsMLP(L.LightningModule):
         init: ``"gaussian"``: weights and biases from N(0, 1), as the book's network.py;
             ``"scaled"``: weights from N(0, 1/n_in), biases from N(0, 1), as network2.py.
         backprop: ``"autograd"`` or ``"manual"`` (gradients from ``mlp_digits.backprop``).
+        check_gradients_every: every this many SGD steps, compute the step's gradients both
+            ways and log their relative difference as ``grad_check/rel_error/<tensor>``
+            (0: never).
     """
 
     def __init__(
@@ -49,6 +60,7 @@ class DigitsMLP(L.LightningModule):
         lr: float = 3.0,
         init: str = "gaussian",
         backprop: str = "autograd",
+        check_gradients_every: int = 0,
     ) -> None:
         super().__init__()
         if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
@@ -58,7 +70,15 @@ class DigitsMLP(L.LightningModule):
         if backprop not in BACKPROPS:
             raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
         sizes = tuple(int(n) for n in sizes)
-        self.save_hyperparameters({"sizes": sizes, "lr": lr, "init": init, "backprop": backprop})
+        self.save_hyperparameters(
+            {
+                "sizes": sizes,
+                "lr": lr,
+                "init": init,
+                "backprop": backprop,
+                "check_gradients_every": check_gradients_every,
+            }
+        )
         # Several SGD updates per Lightning step, and hand-filled gradients: both need the
         # optimizer in our hands rather than Lightning's automatic loop.
         self.automatic_optimization = False
@@ -68,6 +88,10 @@ class DigitsMLP(L.LightningModule):
 
         n_classes = sizes[-1]
         self.train_cost = MeanMetric()
+        self.val_cost = MeanMetric()
+        self.test_cost = MeanMetric()
+        self.saturation = MeanMetric()
+        self.warned_saturation = False
         self.val_accuracy = MulticlassAccuracy(num_classes=n_classes, average="micro")
         self.test_accuracy = MulticlassAccuracy(num_classes=n_classes, average="micro")
         self.val_confusion = MulticlassConfusionMatrix(num_classes=n_classes)
@@ -111,8 +135,14 @@ class DigitsMLP(L.LightningModule):
             self.parameters(), lr=self.hparams.lr, momentum=0.0, weight_decay=0.0
         )
 
-    def sgd_step(self, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD update on the mini-batch (x, y); returns its cost before the update."""
+    def sgd_step(
+        self, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, average_ranks: bool = False
+    ) -> Tensor:
+        """One SGD update on the mini-batch (x, y); returns its cost before the update.
+
+        With several processes (DDP), ``average_ranks`` averages the gradients over them before
+        the update, so that every rank takes the same step.
+        """
         if self.hparams.backprop == "manual":
             activations, zs = bp.feedforward(self.weights, self.biases, x)
             nabla_w, nabla_b = bp.backward(self.weights, activations, zs, y)
@@ -126,8 +156,22 @@ class DigitsMLP(L.LightningModule):
             cost = bp.cost(self(x), y)
             cost.backward()
             cost = cost.detach()
+        if average_ranks:
+            for p in self.parameters():
+                torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
         optimizer.step()
         return cost
+
+    def on_train_start(self) -> None:
+        # Here rather than at epoch start: a run resumed mid-epoch starts no epoch.
+        self.recent_costs: list[Tensor] = []
+        self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
+        self.pending_grad_checks: list[tuple[str, Tensor, int]] = []
+        model = self.trainer.strategy.model
+        if isinstance(model, DistributedDataParallel):
+            # DDP expects one backward per forward; a chunk makes K of them. We average the
+            # gradients ourselves in sgd_step (the manual ones never pass DDP's hooks anyway).
+            model.require_backward_grad_sync = False
 
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
         """K SGD updates, one per mini-batch of the chunk ``(x: (K, B, 784), targets: (K, B))``."""
@@ -135,24 +179,69 @@ class DigitsMLP(L.LightningModule):
         ys = self.one_hot(targets)
         # The torch optimizer itself: Lightning's wrapper would add its hooks to every update.
         optimizer = self.optimizers().optimizer
-        costs = torch.stack([self.sgd_step(optimizer, x, y) for x, y in zip(xs, ys)])
+        average_ranks = self.trainer.world_size > 1
+        first_step = self.global_step + 1
+        costs = []
+        for x, y in zip(xs, ys):
+            if self.hparams.check_gradients_every and (
+                (first_step + len(costs)) % self.hparams.check_gradients_every == 0
+            ):
+                self.check_gradients(x, y, step=first_step + len(costs))
+            costs.append(self.sgd_step(optimizer, x, y, average_ranks))
+        costs = torch.stack(costs)
         self.advance_global_step(len(xs))
+        self.stop_if_not_finite(costs, first_step)
         self.train_cost.update(costs)
         # self.log costs far more than an SGD step: log the mean of the recent steps' costs
         # every LOG_EVERY_N_STEPS steps and at the end of the epoch, rather than each chunk.
         self.recent_costs.append(costs)
         end_of_epoch = chunk_idx + 1 == self.trainer.num_training_batches
         if self.global_step >= self.next_log_step or end_of_epoch:
-            self.log(
-                "train/cost", torch.cat(self.recent_costs).mean(), on_step=True, on_epoch=False
-            )
+            mean_cost = torch.cat(self.recent_costs).mean()
+            self.log("train/cost", mean_cost, on_step=True, on_epoch=False)
             self.log_step(on_step=True)
             self.recent_costs = []
             self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
 
-    def on_train_epoch_start(self) -> None:
-        self.recent_costs: list[Tensor] = []
-        self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
+    def stop_if_not_finite(self, costs: Tensor, first_step: int) -> None:
+        """Stop at the first NaN or infinite cost of the chunk, naming its step.
+
+        With sigmoid outputs the quadratic cost is at most 5, so this means float overflow (a
+        huge --lr) or bad data. One check per chunk: a host sync per step would be slow.
+        """
+        finite = torch.isfinite(costs)
+        if bool(finite.all()):
+            return
+        bad = int((~finite).nonzero()[0])
+        value = float(costs[bad])
+        raise NonFiniteCost(
+            f"cost became {value} at step {first_step + bad} (epoch {self.current_epoch}); "
+            "try a smaller --lr"
+        )
+
+    def check_gradients(self, x: Tensor, y: Tensor, step: int) -> None:
+        """Log ‖manual − autograd‖ / ‖autograd‖ for every tensor, on this step's batch."""
+        manual_w, manual_b = bp.backprop(self.weights, self.biases, x, y)
+        params = [p.detach().requires_grad_() for layer in self.layers for p in layer.parameters()]
+        with torch.enable_grad():
+            a = x
+            for w, b in zip(params[0::2], params[1::2]):
+                a = torch.sigmoid(a @ w.T + b)
+            auto = torch.autograd.grad(bp.cost(a, y), params)
+        manual = [g for pair in zip(manual_w, manual_b) for g in pair]
+        names = [name for name, _ in self.layers.named_parameters()]
+        for name, m, g in zip(names, manual, auto):
+            rel_error = (m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
+            self.pending_grad_checks.append(
+                (f"grad_check/rel_error/layers.{name}", rel_error, step)
+            )
+
+    def on_train_batch_end(self, *args: object) -> None:
+        """Write the chunk's gradient checks at their exact steps (one sync, only when asked)."""
+        if self.pending_grad_checks and isinstance(self.logger, TensorBoardLogger):
+            for tag, value, step in self.pending_grad_checks:
+                self.logger.experiment.add_scalar(tag, float(value), step)
+        self.pending_grad_checks = []
 
     def on_train_epoch_end(self) -> None:
         self.log("train/epoch_cost", self.train_cost)  # the mean over the epoch's SGD steps
@@ -182,11 +271,16 @@ class DigitsMLP(L.LightningModule):
     def evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, targets = batch
         a = self(x)
-        self.log(f"{stage}/cost", bp.cost(a, self.one_hot(targets)), batch_size=len(x))
+        # Metric objects, not plain tensors: under DDP they sum over every rank's shard.
+        cost = getattr(self, f"{stage}_cost")
+        cost.update(bp.cost(a, self.one_hot(targets)), weight=len(x))
+        self.log(f"{stage}/cost", cost)
         accuracy = getattr(self, f"{stage}_accuracy")
         accuracy(a, targets)
         self.log(f"{stage}/accuracy", accuracy)
         getattr(self, f"{stage}_confusion").update(a, targets)
+        saturated = (a < SATURATED) | (a > 1 - SATURATED)
+        self.saturation.update(saturated.float().mean(), weight=len(x))
 
     def end_evaluation(self, stage: str) -> None:
         """Log the epoch's correct and total counts (not to TensorBoard: for the printed line)."""
@@ -203,6 +297,14 @@ class DigitsMLP(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.end_evaluation("val")
+        saturation = float(self.saturation.compute())
+        self.saturation.reset()
+        if saturation > 0.99 and not self.warned_saturation:
+            self.warned_saturation = True
+            rank_zero_warn(
+                f"the output layer is saturated: {saturation:.1%} of the output activations are "
+                "within 1e-3 of 0 or 1, where sigmoid neurons learn slowly; try a smaller --lr"
+            )
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self.evaluate(batch, "test")

@@ -6,11 +6,13 @@ What a user sees comes from here: one line per epoch, the test line, where the r
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 import warnings
 from argparse import Namespace
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +22,14 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from mlp_digits.data import MNISTDataModule
-from mlp_digits.model import DigitsMLP
+from mlp_digits.data import DataError, MNISTDataModule
+from mlp_digits.model import DigitsMLP, NonFiniteCost
 
 PRECISIONS = {"32": "32-true", "64": "64-true"}
+DEFAULT_MAX_EPOCHS = 30
 
 
 def quiet_lightning(level: int = logging.INFO) -> None:
@@ -39,6 +43,7 @@ def quiet_lightning(level: int = logging.INFO) -> None:
     ):
         handler_owner.addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def say(trainer: L.Trainer, line: str) -> None:
@@ -113,6 +118,51 @@ def write_hparams(
     logger.experiment.flush()
 
 
+class StopOnSignal(Callback):
+    """SIGTERM or Ctrl-C: finish the current chunk, save ``last.ckpt``, stop; a second one
+    stops at once.
+
+    Lightning on its own stops on SIGTERM with exit status 0, and on Ctrl-C in the middle of
+    a chunk — its K updates done but not yet counted — ignoring a second Ctrl-C while it
+    shuts down. Waiting for the chunk's end keeps the weights and the step count together,
+    so a resumed run ends exactly where an uninterrupted one would.
+    """
+
+    def __init__(self, checkpoint_dir: Callable[[], str | None]) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self.signum: int | None = None
+        self.saved: Path | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.signum is not None:
+            os._exit(128 + signum)  # the second signal: the user means it
+        self.signum = signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.signum is not None:
+            raise SIGTERMException  # Lightning's own way out: on_exception hooks, teardown
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException):
+        folder = self.checkpoint_dir()
+        if self.signum is not None and isinstance(exc, SIGTERMException) and folder:
+            self.saved = Path(folder) / "last.ckpt"
+            trainer.save_checkpoint(self.saved, weights_only=False)
+
+
+class RunSettings(Callback):
+    """Keeps the run's planned length in its checkpoints, for ``--resume``."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
+        checkpoint["run_settings"] = {"max_epochs": trainer.max_epochs}
+
+
 @dataclass
 class Run:
     """Everything one training run is made of, built from the command-line flags."""
@@ -122,6 +172,74 @@ class Run:
     datamodule: MNISTDataModule
     logger: TensorBoardLogger | None
     best: ModelCheckpoint
+    stopper: StopOnSignal
+    ckpt_path: str | None = None
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's contents, loaded safely: plain tensors and containers, never code.
+
+    ``weights_only=True`` is passed explicitly because an environment variable can flip
+    torch's default; a file that needs anything else is refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ...: all "not safe/ours"
+        raise DataError(
+            f"{path} is not a checkpoint that can be loaded safely (weights only): refused "
+            f"({type(e).__name__})"
+        ) from e
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise DataError(f"{path} is not a DigitsMLP checkpoint (it has no state_dict)")
+    return checkpoint
+
+
+def find_resume_checkpoint(args: Namespace) -> Path:
+    """``--resume last``: the newest ``version_N/checkpoints/last.ckpt``; else the given path."""
+    if args.resume != "last":
+        return Path(args.resume)
+    root = Path(args.logdir) / (args.name or "")
+    candidates = [
+        (int(p.parent.parent.name.split("_")[-1]), p)
+        for p in root.glob("version_*/checkpoints/last.ckpt")
+        if p.parent.parent.name.split("_")[-1].isdigit()
+    ]
+    if not candidates:
+        raise DataError(
+            f"--resume last: no version_N/checkpoints/last.ckpt under {root}; "
+            "check --logdir and --name, or give the checkpoint's path"
+        )
+    return max(candidates)[1]
+
+
+def resume_settings(args: Namespace) -> tuple[str | None, int | None]:
+    """For ``--resume``: the checkpoint to resume, and the run version whose folder to log to.
+
+    The run's own hyperparameters come back from the checkpoint (into ``args``), so that a
+    bare ``--resume last`` continues the same run, not a run with today's defaults.
+    """
+    if not args.resume:
+        return None, None
+    path = find_resume_checkpoint(args)
+    checkpoint = read_checkpoint(path)
+    for key, value in checkpoint.get("hyper_parameters", {}).items():
+        if key in ("sizes", "lr", "init", "backprop"):
+            setattr(args, key, value)
+    for key in ("batch_size", "val_size", "seed", "steps_per_chunk"):
+        if key in checkpoint.get("datamodule_hyper_parameters", {}):
+            setattr(args, key, checkpoint["datamodule_hyper_parameters"][key])
+    if args.max_epochs is None:
+        args.max_epochs = checkpoint.get("run_settings", {}).get("max_epochs")
+    version = None
+    run_dir = path.parent.parent
+    same_logdir = run_dir.parent.resolve() == (Path(args.logdir) / (args.name or "")).resolve()
+    if path.parent.name == "checkpoints" and run_dir.name.startswith("version_") and same_logdir:
+        version = int(run_dir.name.removeprefix("version_"))
+    print(f"Resuming {path} at step {checkpoint.get('global_step', 0)}", flush=True)
+    return str(path), version
 
 
 def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
@@ -129,6 +247,8 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     quiet_lightning()
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
+    ckpt_path, version = resume_settings(args)
+    args.max_epochs = args.max_epochs or DEFAULT_MAX_EPOCHS
     L.seed_everything(args.seed, verbose=False)
     datamodule = MNISTDataModule(
         data_dir=args.data_dir,
@@ -138,10 +258,18 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         download=not args.no_download,
         steps_per_chunk=args.steps_per_chunk,
     )
-    model = DigitsMLP(sizes=args.sizes, lr=args.lr, init=args.init, backprop=args.backprop)
+    model = DigitsMLP(
+        sizes=args.sizes,
+        lr=args.lr,
+        init=args.init,
+        backprop=args.backprop,
+        check_gradients_every=args.check_gradients_every,
+    )
     logger = None
     if not args.fast_dev_run:
-        logger = TensorBoardLogger(args.logdir, name=args.name or "", default_hp_metric=False)
+        logger = TensorBoardLogger(
+            args.logdir, name=args.name or "", version=version, default_hp_metric=False
+        )
     best = ModelCheckpoint(
         monitor="val/accuracy",
         mode="max",
@@ -149,7 +277,8 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         filename="best-epoch={epoch}-val_accuracy={val/accuracy:.4f}",
         auto_insert_metric_name=False,
     )
-    callbacks = [best, EpochReport(), *extra_callbacks]
+    stopper = StopOnSignal(lambda: best.dirpath)
+    callbacks = [best, EpochReport(), stopper, RunSettings(), *extra_callbacks]
     # A bar that redraws in place helps at a terminal and only litters a log file.
     show_bar = sys.stdout.isatty()
     if show_bar:
@@ -169,14 +298,32 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         num_sanity_val_steps=0,
         deterministic=True,
     )
-    return Run(trainer, model, datamodule, logger, best)
+    return Run(trainer, model, datamodule, logger, best, stopper, ckpt_path)
 
 
 def train(args: Namespace) -> int:
     """Train, test the best-validation checkpoint, print where everything is. Returns 0."""
     run = build_run(args)
     trainer, model, datamodule = run.trainer, run.model, run.datamodule
-    trainer.fit(model, datamodule=datamodule)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=run.ckpt_path, weights_only=True)
+    except SIGTERMException:
+        if run.stopper.signum is None:
+            raise
+        if trainer.is_global_zero:
+            where = f"saved {run.stopper.saved}; " if run.stopper.saved else ""
+            resume = f"python scripts/train.py --resume last --logdir {args.logdir}"
+            resume += f" --name {args.name}" if args.name else ""
+            print(
+                f"Stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): "
+                f"{where}to go on: {resume}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return 128 + run.stopper.signum
+    except NonFiniteCost as e:
+        print(f"error: {e} (the last good checkpoint is kept)", file=sys.stderr, flush=True)
+        return 1
     ckpt_path = "best" if run.best.best_model_path else None
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if not trainer.is_global_zero:
@@ -201,7 +348,7 @@ def train(args: Namespace) -> int:
 def evaluate(args: Namespace) -> int:
     """Test a saved model again: the count line and a per-digit table."""
     quiet_lightning(logging.WARNING)
-    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(args.checkpoint)
     data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
     model = DigitsMLP.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=True)
     datamodule = MNISTDataModule(

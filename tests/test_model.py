@@ -356,6 +356,7 @@ def test_checkpoint_round_trip_restores_hparams_and_outputs(
         "lr": 0.5,
         "init": "scaled",
         "backprop": "manual",
+        "check_gradients_every": 0,
     }
     assert dict(loaded.hparams) == dict(model.hparams)
     x = pixels(16)

@@ -1,0 +1,283 @@
+"""Pictures of what the network learned, for TensorBoard's IMAGES and HISTOGRAMS tabs.
+
+The videos ask what the first hidden layer "looks for"; its 16 weight vectors, each shown
+as a 28x28 image, are the answer. Next to them: the digits the network gets wrong, the
+confusion matrix, and histograms of every weight, bias and last gradient.
+
+    weight_tiles(weight)                  first-layer weight vectors as one coloured grid
+    misclassified_grid(x, targets, out)   wrong digits, each labelled "7 → 1"
+    confusion_figure(confusion)           the 10x10 matrix with its counts, as a figure
+    TensorBoardPictures(every_n_epochs)   a Lightning callback writing all of these
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+
+SIDE = 28  # MNIST images are SIDE x SIDE
+PADDING = 2  # pixels between tiles of a grid
+PAD_VALUE = 0.75  # light gray: not a colour of the weight map, so tile edges stay visible
+POSITIVE = (0.0, 0.0, 1.0)  # blue: a lit pixel here raises the neuron's weighted sum
+NEGATIVE = (1.0, 0.0, 0.0)  # red: a lit pixel here lowers it
+NEUTRAL = (1.0, 1.0, 1.0)  # white: the pixel does not matter
+MAX_MISCLASSIFIED = 32
+ZOOM = 2  # misclassified digits are drawn ZOOM times larger, so their labels are readable
+LABEL_HEIGHT = 14  # pixels of the text strip under each misclassified digit
+TILE_HEIGHT, TILE_WIDTH = SIDE * ZOOM + LABEL_HEIGHT, SIDE * ZOOM
+MISCLASSIFIED_PER_ROW = 8
+HISTOGRAM_BINS = 30
+ARROW_LENGTH, ARROW_GAP = 9, 3  # pixels of the "→" between true and predicted digit
+
+
+def grid_size(n: int, tile_height: int, tile_width: int, nrow: int) -> tuple[int, int]:
+    """(H, W) of ``tile_grid`` for n tiles, ``nrow`` per row, PADDING around every tile."""
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    return rows * (tile_height + PADDING) + PADDING, cols * (tile_width + PADDING) + PADDING
+
+
+def tile_grid(tiles: Tensor, nrow: int) -> Tensor:
+    """``make_grid`` of tiles (n, 3, h, w), padded the same way for any n.
+
+    ``make_grid`` returns a single tile as it is, without its border; we add it back.
+    """
+    if len(tiles) == 1:
+        return F.pad(tiles[0], (PADDING,) * 4, value=PAD_VALUE)
+    return make_grid(tiles, nrow=nrow, padding=PADDING, pad_value=PAD_VALUE)
+
+
+def diverging_colors(values: Tensor) -> Tensor:
+    """RGB (3, *values.shape) for values in [-1, 1]: red at -1, white at 0, blue at +1.
+
+    Linear in each half, so 0 is exactly white and equal magnitudes are equally intense.
+    """
+    v = values.clamp(-1.0, 1.0)
+    pos, neg = v.clamp(min=0.0), (-v).clamp(min=0.0)
+    channels = [
+        1.0 - pos * (1.0 - p) - neg * (1.0 - n) for p, n in zip(POSITIVE, NEGATIVE)
+    ]  # the neutral colour is white, so each channel fades from 1 toward the end colour
+    return torch.stack(channels)
+
+
+def weight_tiles(weight: Tensor, nrow: int | None = None) -> Tensor:
+    """The rows of ``weight`` (n_hidden, 784) as 28x28 tiles in one (3, H, W) grid in [0, 1].
+
+    All tiles share one symmetric scale, ±max|w|, so that colours compare across neurons
+    and a weight's sign, not the tile's range, decides its colour. ``nrow`` tiles per row;
+    by default a square-ish grid (4x4 for 16 neurons).
+    """
+    w = weight.detach().to("cpu", torch.float32).reshape(-1, SIDE, SIDE)
+    scale = w.abs().max().item() if w.numel() else 0.0
+    rgb = diverging_colors(w / (scale if scale > 0 else 1.0))  # (3, n, 28, 28)
+    nrow = nrow or math.ceil(math.sqrt(len(w)))
+    return tile_grid(rgb.transpose(0, 1), nrow)
+
+
+def draw_label(
+    draw: ImageDraw.ImageDraw, true: int, predicted: int, top: int, font: ImageFont.FreeTypeFont
+) -> None:
+    """Centre "7 → 1" (true 7, predicted 1) in the strip from ``top`` down.
+
+    The arrow is drawn as lines: PIL's built-in font has no glyph for "→".
+    """
+    first, second = str(true), str(predicted)
+    (l1, t1, r1, b1), (l2, _, r2, _) = (
+        draw.textbbox((0, 0), s, font=font) for s in (first, second)
+    )
+    width = (r1 - l1) + ARROW_GAP + ARROW_LENGTH + ARROW_GAP + (r2 - l2)
+    x = (TILE_WIDTH - width) // 2
+    y = top + (LABEL_HEIGHT - (b1 - t1)) // 2 - t1
+    draw.text((x - l1, y), first, fill=255, font=font)
+    start = x + (r1 - l1) + ARROW_GAP
+    tip, middle = start + ARROW_LENGTH - 1, y + (t1 + b1) // 2
+    draw.line([(start, middle), (tip, middle)], fill=255)
+    draw.polygon([(tip, middle), (tip - 3, middle - 3), (tip - 3, middle + 3)], fill=255)
+    draw.text((tip + 1 + ARROW_GAP - l2, y), second, fill=255, font=font)
+
+
+def labelled_digit(
+    pixels: Tensor, true: int, predicted: int, font: ImageFont.FreeTypeFont
+) -> Tensor:
+    """One misclassified digit, ZOOM times larger, white on black above its "7 → 1" label."""
+    digit = (pixels.reshape(SIDE, SIDE).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    tile = Image.new("L", (TILE_WIDTH, TILE_HEIGHT), 0)
+    tile.paste(Image.fromarray(digit).resize((TILE_WIDTH, SIDE * ZOOM), Image.NEAREST))
+    draw_label(ImageDraw.Draw(tile), true, predicted, top=SIDE * ZOOM, font=font)
+    return torch.from_numpy(np.asarray(tile, dtype=np.float32) / 255.0).expand(3, -1, -1)
+
+
+def misclassified_grid(
+    x: Tensor, targets: Tensor, outputs: Tensor, max_images: int = MAX_MISCLASSIFIED
+) -> Tensor | None:
+    """The first ``max_images`` digits whose output's largest activation is not the target.
+
+    x: (n, 784) pixels in [0, 1]; outputs: (n, 10) activations. Returns a (3, H, W) grid in
+    [0, 1], MISCLASSIFIED_PER_ROW tiles per row, or None when every digit is right.
+    """
+    predicted = outputs.detach().argmax(dim=1).cpu()
+    targets = targets.detach().cpu()
+    wrong = (predicted != targets).nonzero().flatten()[:max_images]
+    if len(wrong) == 0:
+        return None
+    pixels = x.detach()[wrong.to(x.device)].to("cpu", torch.float32)
+    font = ImageFont.load_default(size=11)  # loaded once: each load parses the font again
+    tiles = [
+        labelled_digit(p, int(targets[i]), int(predicted[i]), font) for p, i in zip(pixels, wrong)
+    ]
+    return tile_grid(torch.stack(tiles), MISCLASSIFIED_PER_ROW)
+
+
+def confusion_figure(confusion: Tensor, dpi: int = 80) -> Figure:
+    """The confusion matrix (rows: true digit, columns: predicted) with a count in each cell.
+
+    A ``Figure`` made without pyplot: no display, no global figure list to leak into.
+    The cell colour is the count; each count is white on dark cells and black on light ones.
+    Margins are fixed rather than "constrained": that layout engine measures every text
+    again and would double the cost of drawing the figure each epoch.
+    """
+    counts = confusion.detach().cpu().to(torch.int64).tolist()
+    n = len(counts)
+    total = sum(map(sum, counts))
+    correct = sum(counts[i][i] for i in range(n))
+    accuracy = f"{100 * correct / total:.2f}% ({correct} / {total})" if total else "no images"
+    fig = Figure(figsize=(5, 5), dpi=dpi)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
+    ax = fig.add_subplot()
+    peak = max(max(map(max, counts)), 1)
+    ax.imshow(counts, cmap="Blues", vmin=0, vmax=peak)
+    for true, row in enumerate(counts):
+        for predicted, value in enumerate(row):
+            color = "white" if value > peak / 2 else "black"
+            ax.text(predicted, true, str(value), ha="center", va="center", color=color, fontsize=8)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(f"accuracy {accuracy}")
+    return fig
+
+
+def write_histogram(
+    writer: SummaryWriter, tag: str, values: Tensor, step: int, bins: int = HISTOGRAM_BINS
+) -> None:
+    """``writer.add_histogram`` of ``values`` in ``bins`` equal buckets, counted by torch.
+
+    The same record as ``add_histogram``, at a tenth of its cost: that one counts in NumPy
+    into TensorFlow's ~1500 exponential buckets, which TensorBoard re-buckets to ~30 anyway.
+    """
+    v = values.detach().flatten().to("cpu", torch.float64)
+    smallest, largest = low, high = v.min().item(), v.max().item()
+    if low == high:  # one value: a bucket of width 1 around it
+        low, high = low - 0.5, high + 0.5
+    writer.add_histogram_raw(
+        tag,
+        min=smallest,
+        max=largest,
+        num=v.numel(),
+        sum=v.sum().item(),
+        sum_squares=v.dot(v).item(),
+        bucket_limits=torch.linspace(low, high, bins + 1)[1:].tolist(),
+        bucket_counts=torch.histc(v, bins=bins, min=low, max=high).tolist(),
+        global_step=step,
+    )
+
+
+class TensorBoardPictures(L.Callback):
+    """After each validation epoch, write the pictures and histograms to TensorBoard.
+
+    Runs in ``on_validation_end``, after the module's ``on_validation_epoch_end`` has set
+    ``pl_module.confusion_matrix``. Everything is written at the global step (SGD updates),
+    the x-axis of the scalars. Only rank 0 writes, only with a ``TensorBoardLogger``, every
+    ``every_n_epochs`` epochs (from epoch 0) and at the last epoch.
+
+        images/first_layer_weights    weight_tiles of the first layer
+        images/misclassified          misclassified_grid of the validation images (if any)
+        images/confusion_matrix       confusion_figure of the validation epoch
+        weights/<name>                every parameter, e.g. weights/layers.0.weight
+        gradients/<name>              its gradient from the epoch's last SGD step
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
+        self.every_n_epochs = every_n_epochs
+        self.gradients: dict[str, Tensor] = {}
+
+    def due(self, trainer: L.Trainer) -> bool:
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 == trainer.max_epochs
+        return epoch % self.every_n_epochs == 0 or last
+
+    def writes(self, trainer: L.Trainer) -> bool:
+        """Whether this process writes for this epoch."""
+        return (
+            trainer.is_global_zero
+            and isinstance(trainer.logger, TensorBoardLogger)
+            and self.due(trainer)
+        )
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: object,
+        batch: object,
+        batch_idx: int,
+    ) -> None:
+        """Keep the gradients of the epoch's last SGD step.
+
+        Lightning releases them (``on_validation_model_zero_grad``) before validation starts,
+        so by ``on_validation_end`` every ``.grad`` is None.
+        """
+        if batch_idx + 1 == trainer.num_training_batches and self.writes(trainer):
+            self.gradients = {
+                name: p.grad.detach().clone()
+                for name, p in pl_module.named_parameters()
+                if p.grad is not None
+            }
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and self.writes(trainer):
+            self.write(trainer.logger.experiment, trainer, pl_module)
+
+    def write(
+        self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> None:
+        """Write every picture and histogram with ``writer`` (a torch SummaryWriter)."""
+        step = trainer.global_step
+        weight = pl_module.layers[0].weight
+        writer.add_image("images/first_layer_weights", weight_tiles(weight), step)
+        grid = self.misclassified(trainer, pl_module)
+        if grid is not None:
+            writer.add_image("images/misclassified", grid, step)
+        confusion = getattr(pl_module, "confusion_matrix", None)
+        if confusion is not None:
+            writer.add_figure("images/confusion_matrix", confusion_figure(confusion), step)
+        for name, param in pl_module.named_parameters():
+            write_histogram(writer, f"weights/{name}", param, step)
+        for name, grad in self.gradients.items():
+            write_histogram(writer, f"gradients/{name}", grad, step)
+        self.gradients = {}  # written once: a validation without training before has none
+
+    @staticmethod
+    def misclassified(trainer: L.Trainer, pl_module: L.LightningModule) -> Tensor | None:
+        """The misclassified validation digits, found by running the model on all of them."""
+        splits = getattr(trainer.datamodule, "splits", {})
+        if "val" not in splits:
+            return None
+        x, targets = splits["val"]
+        weight = pl_module.layers[0].weight
+        with torch.inference_mode():
+            outputs = pl_module(x.to(weight.device, weight.dtype))
+        return misclassified_grid(x, targets, outputs)
