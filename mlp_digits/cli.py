@@ -11,6 +11,9 @@ import math
 import sys
 from collections.abc import Callable
 
+import torch
+from lightning.pytorch.strategies import StrategyRegistry
+
 from mlp_digits.data import DataError
 from mlp_digits.model import BACKPROPS, INITS
 
@@ -80,7 +83,12 @@ def train_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto")
-    parser.add_argument("--devices", default="auto", help="devices to use: a count or 'auto'")
+    parser.add_argument(
+        "--devices",
+        default="auto",
+        help="devices (processes) to use: a count or 'auto'; --batch-size is per device, so "
+        "the global mini-batch is batch size x devices",
+    )
     parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
     parser.add_argument(
         "--precision",
@@ -165,6 +173,15 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         )
     if len(args.sizes) < 2:
         parser.error("--sizes needs at least two layers, e.g. 784 10")
+    if getattr(args, "accelerator", None) == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: this machine has no CUDA GPU; use --accelerator cpu")
+    strategy = getattr(args, "strategy", "auto")
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if strategy not in strategies:
+        parser.error(f"--strategy {strategy} is not one of: {', '.join(strategies)}")
+    devices = getattr(args, "devices", "auto")
+    if devices != "auto" and not (devices.isdigit() and int(devices) >= 1):
+        parser.error(f"--devices {devices}: give a number of devices (1, 2, ...) or auto")
 
 
 def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

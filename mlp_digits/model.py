@@ -264,7 +264,9 @@ class DigitsMLP(L.LightningModule):
         Without a logged ``step``, Lightning would plot against its own steps (chunks) and add
         an ``epoch`` scalar of its own.
         """
-        self.log("step", float(self.global_step), on_step=on_step, on_epoch=not on_step)
+        self.log(
+            "step", float(self.global_step), on_step=on_step, on_epoch=not on_step, sync_dist=True
+        )
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -288,8 +290,9 @@ class DigitsMLP(L.LightningModule):
         counts = confusion.compute()
         confusion.reset()
         self.confusion_matrix = counts
-        self.log(f"{stage}/correct", counts.trace().float(), logger=False)
-        self.log(f"{stage}/total", counts.sum().float(), logger=False)
+        # Already summed over ranks by the metric; sync_dist only agrees on the same number.
+        self.log(f"{stage}/correct", counts.trace().float(), logger=False, sync_dist=True)
+        self.log(f"{stage}/total", counts.sum().float(), logger=False, sync_dist=True)
         self.log_step()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
