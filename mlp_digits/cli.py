@@ -79,6 +79,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
 
 def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        usage="%(prog)s [options]  (see --help)",
         description="Train the 784-16-16-10 sigmoid network on MNIST by mini-batch SGD.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -173,6 +174,12 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         )
     if len(args.sizes) < 2:
         parser.error("--sizes needs at least two layers, e.g. 784 10")
+    largest = torch.finfo(torch.float64 if str(args.precision) == "64" else torch.float32).max
+    if args.lr > largest:
+        parser.error(
+            f"--lr {args.lr:g} is beyond the largest float{args.precision} number ({largest:.3g}); "
+            "use a smaller --lr (or --precision 64)"
+        )
     if getattr(args, "accelerator", None) == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: this machine has no CUDA GPU; use --accelerator cpu")
     strategy = getattr(args, "strategy", "auto")

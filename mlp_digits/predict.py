@@ -180,6 +180,8 @@ def image_to_mnist(image: Image.Image) -> Tensor:
 
     A blank image (no digit to be found) gives all zeros, an input the network can still take.
     """
+    if image.width == 0 or image.height == 0:
+        return torch.zeros(FIELD * FIELD)
     image = ImageOps.exif_transpose(image)  # a phone photo's pixels may lie on their side
     ink = white_on_black(grayscale(image))
     box = None if ink is None else fit_box(ink)

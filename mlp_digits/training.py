@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 from argparse import Namespace
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,8 +128,8 @@ class StopOnSignal(Callback):
     so a resumed run ends exactly where an uninterrupted one would.
     """
 
-    def __init__(self, checkpoint_dir: Callable[[], str | None]) -> None:
-        self.checkpoint_dir = checkpoint_dir
+    def __init__(self, checkpoints: ModelCheckpoint | None) -> None:
+        self.checkpoints = checkpoints  # where to save: the folder of this one
         self.signum: int | None = None
         self.saved: Path | None = None
 
@@ -150,7 +150,7 @@ class StopOnSignal(Callback):
             raise SIGTERMException  # Lightning's own way out: on_exception hooks, teardown
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException):
-        folder = self.checkpoint_dir()
+        folder = self.checkpoints.dirpath if self.checkpoints else None
         if self.signum is not None and isinstance(exc, SIGTERMException) and folder:
             self.saved = Path(folder) / "last.ckpt"
             trainer.save_checkpoint(self.saved, weights_only=False)
@@ -273,12 +273,14 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     best = ModelCheckpoint(
         monitor="val/accuracy",
         mode="max",
-        save_last=True,
         filename="best-epoch={epoch}-val_accuracy={val/accuracy:.4f}",
         auto_insert_metric_name=False,
     )
-    stopper = StopOnSignal(lambda: best.dirpath)
-    callbacks = [best, EpochReport(), stopper, RunSettings(), *extra_callbacks]
+    # Lightning's save_last rewrites last.ckpt only in epochs that beat the best one; this
+    # one rewrites it after every epoch.
+    last = ModelCheckpoint(filename="last", enable_version_counter=False)
+    stopper = StopOnSignal(last)
+    callbacks = [best, last, EpochReport(), stopper, RunSettings(), *extra_callbacks]
     # A bar that redraws in place helps at a terminal and only litters a log file.
     show_bar = sys.stdout.isatty()
     if show_bar:
