@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -41,7 +42,7 @@ def cost(a: Tensor, y: Tensor) -> Tensor:
     The ½ makes ∂C/∂a = (a − y), so BP1 carries no factor 2 and η = 3.0 means what it means
     in the book. (``nn.MSELoss`` drops the ½ and also averages over the 10 outputs.)
     """
-    return 0.5 * (a - y).pow(2).sum(dim=1).mean()
+    return F.mse_loss(a, y, reduction="sum") * (0.5 / len(a))  # Σ_x Σ_j (a − y)², ½, 1/m
 
 
 @torch.no_grad()
@@ -66,7 +67,7 @@ def feedforward(
 
 @torch.no_grad()
 def backward(
-    weights: Sequence[Tensor], activations: Sequence[Tensor], zs: Sequence[Tensor], y: Tensor
+    weights: Sequence[Tensor], activations: Sequence[Tensor], y: Tensor
 ) -> tuple[list[Tensor], list[Tensor]]:
     """The backward pass: gradients of C = 1/(2m) Σ_x ‖y(x) − a(x)‖² from a feedforward's record.
 
@@ -75,8 +76,12 @@ def backward(
     BP3: ∂C/∂bˡ = δˡ                          the bias gradient is the error
     BP4: ∂C/∂Wˡ = δˡ (aˡ⁻¹)ᵀ                  the weight gradient: error times input
 
-    With one example per row, δˡ is an (m, n_l) matrix; BP3 and BP4 summed over the rows and
-    divided by m give the mean over the batch, the gradient of C itself.
+    With one example per row, δˡ is an (m, n_l) matrix. C is the mean of the m examples'
+    costs, so each example's δ carries a factor 1/m: it is applied once, in BP1 (BP2 is linear
+    in δ, so every layer's δ inherits it), and BP3 and BP4 become sums over the rows.
+
+    σ'(zˡ) = σ(zˡ)(1 − σ(zˡ)) = aˡ(1 − aˡ): the activations already hold σ(zˡ), so the
+    weighted inputs zˡ are not needed here.
 
     Returns ``(nabla_w, nabla_b)`` shaped like ``weights`` and the biases.
     """
@@ -85,12 +90,14 @@ def backward(
     nabla_w: list[Tensor] = [torch.empty(0)] * n_layers
     nabla_b: list[Tensor] = [torch.empty(0)] * n_layers
 
-    delta = (activations[-1] - y) * sigmoid_prime(zs[-1])  # BP1
+    a = activations[-1]
+    delta = (a - y) * (a * (1 - a)) / m  # BP1, with the batch mean's 1/m
     for l in range(n_layers - 1, -1, -1):
         if l < n_layers - 1:
-            delta = (delta @ weights[l + 1]) * sigmoid_prime(zs[l])  # BP2
-        nabla_b[l] = delta.mean(dim=0)  # BP3, averaged over the batch
-        nabla_w[l] = delta.T @ activations[l] / m  # BP4, averaged over the batch
+            a = activations[l + 1]
+            delta = (delta @ weights[l + 1]) * (a * (1 - a))  # BP2
+        nabla_b[l] = delta.sum(dim=0)  # BP3, summed over the batch
+        nabla_w[l] = delta.T @ activations[l]  # BP4, summed over the batch
     return nabla_w, nabla_b
 
 
@@ -104,5 +111,5 @@ def backprop(
     pass of BP1–BP4 (see ``backward``). x is (m, n_in), y is (m, n_out); the gradients are
     shaped like ``weights`` and ``biases``.
     """
-    activations, zs = feedforward(weights, biases, x)
-    return backward(weights, activations, zs, y)
+    activations, _ = feedforward(weights, biases, x)
+    return backward(weights, activations, y)

@@ -127,8 +127,9 @@ def test_gradcheck_harness_rejects_a_wrong_gradient() -> None:
             x, y, *params = ctx.saved_tensors
             n = len(params) // 2
             activations, zs = bp.feedforward(params[:n], params[n:], x)
-            wrong_zs = [torch.zeros_like(z) for z in zs[:-1]] + [zs[-1]]  # σ'(0) = 1/4 inside
-            nabla_w, nabla_b = bp.backward(params[:n], activations, wrong_zs, y)
+            # hidden activations of 1/2, as if every z were 0: σ'(0) = 1/4 inside
+            wrong = [activations[0], *(torch.full_like(a, 0.5) for a in activations[1:-1])]
+            nabla_w, nabla_b = bp.backward(params[:n], [*wrong, activations[-1]], y)
             return (None, None, *(grad_output * g for g in nabla_w + nabla_b))
 
     assert not torch.autograd.gradcheck(
