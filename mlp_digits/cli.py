@@ -135,6 +135,13 @@ def train_parser() -> argparse.ArgumentParser:
         help="every N SGD steps, log autograd vs manual gradients to TensorBoard (0: never)",
     )
     parser.add_argument(
+        "--images-every",
+        type=non_negative_int,
+        default=1,
+        help="write weight pictures, mistakes, confusion matrix and histograms to TensorBoard "
+        "every N epochs (0: never)",
+    )
+    parser.add_argument(
         "--resume",
         default=None,
         help="'last' (the newest last.ckpt under --logdir/--name) or a checkpoint path; "

@@ -7,6 +7,7 @@ confusion matrix, and histograms of every weight, bias and last gradient.
     weight_tiles(weight)                  first-layer weight vectors as one coloured grid
     misclassified_grid(x, targets, out)   wrong digits, each labelled "7 → 1"
     confusion_figure(confusion)           the 10x10 matrix with its counts, as a figure
+    write_histogram(writer, tag, values)  add_histogram's record, ten times cheaper
     TensorBoardPictures(every_n_epochs)   a Lightning callback writing all of these
 """
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 import math
 
 import lightning as L
+import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
@@ -36,7 +39,9 @@ ZOOM = 2  # misclassified digits are drawn ZOOM times larger, so their labels ar
 LABEL_HEIGHT = 14  # pixels of the text strip under each misclassified digit
 TILE_HEIGHT, TILE_WIDTH = SIDE * ZOOM + LABEL_HEIGHT, SIDE * ZOOM
 MISCLASSIFIED_PER_ROW = 8
+EVAL_SLICE = 2000  # validation images per forward pass when looking for misclassified ones
 HISTOGRAM_BINS = 30
+NO_HINTING = {"text.hinting": "none"}
 ARROW_LENGTH, ARROW_GAP = 9, 3  # pixels of the "→" between true and predicted digit
 
 
@@ -64,10 +69,8 @@ def diverging_colors(values: Tensor) -> Tensor:
     """
     v = values.clamp(-1.0, 1.0)
     pos, neg = v.clamp(min=0.0), (-v).clamp(min=0.0)
-    channels = [
-        1.0 - pos * (1.0 - p) - neg * (1.0 - n) for p, n in zip(POSITIVE, NEGATIVE)
-    ]  # the neutral colour is white, so each channel fades from 1 toward the end colour
-    return torch.stack(channels)
+    # From white (1, 1, 1) at zero, each channel fades linearly toward the end colour.
+    return torch.stack([1 - pos * (1 - p) - neg * (1 - n) for p, n in zip(POSITIVE, NEGATIVE)])
 
 
 def weight_tiles(weight: Tensor, nrow: int | None = None) -> Tensor:
@@ -78,7 +81,7 @@ def weight_tiles(weight: Tensor, nrow: int | None = None) -> Tensor:
     by default a square-ish grid (4x4 for 16 neurons).
     """
     w = weight.detach().to("cpu", torch.float32).reshape(-1, SIDE, SIDE)
-    scale = w.abs().max().item() if w.numel() else 0.0
+    scale = w.abs().max().item()
     rgb = diverging_colors(w / (scale if scale > 0 else 1.0))  # (3, n, 28, 28)
     nrow = nrow or math.ceil(math.sqrt(len(w)))
     return tile_grid(rgb.transpose(0, 1), nrow)
@@ -143,29 +146,76 @@ def confusion_figure(confusion: Tensor, dpi: int = 80) -> Figure:
 
     A ``Figure`` made without pyplot: no display, no global figure list to leak into.
     The cell colour is the count; each count is white on dark cells and black on light ones.
-    Margins are fixed rather than "constrained": that layout engine measures every text
-    again and would double the cost of drawing the figure each epoch.
+    Margins and label positions are fixed rather than "constrained" or automatic: those
+    measure every text again and would double the cost of drawing the figure each epoch.
     """
-    counts = confusion.detach().cpu().to(torch.int64).tolist()
-    n = len(counts)
-    total = sum(map(sum, counts))
-    correct = sum(counts[i][i] for i in range(n))
-    accuracy = f"{100 * correct / total:.2f}% ({correct} / {total})" if total else "no images"
+    n = len(confusion)
     fig = Figure(figsize=(5, 5), dpi=dpi)
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
     ax = fig.add_subplot()
-    peak = max(max(map(max, counts)), 1)
-    ax.imshow(counts, cmap="Blues", vmin=0, vmax=peak)
-    for true, row in enumerate(counts):
-        for predicted, value in enumerate(row):
-            color = "white" if value > peak / 2 else "black"
-            ax.text(predicted, true, str(value), ha="center", va="center", color=color, fontsize=8)
+    ax.imshow(np.zeros((n, n)), cmap="Blues")
+    for true in range(n):
+        for predicted in range(n):
+            ax.text(predicted, true, "", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xlabel("predicted digit")
+    ax.xaxis.set_label_coords(0.5, -0.07)
     ax.set_ylabel("true digit")
-    ax.set_title(f"accuracy {accuracy}")
+    ax.yaxis.set_label_coords(-0.08, 0.5)
+    ax.set_title("", y=1.01)
+    show_confusion(fig, confusion)
     return fig
+
+
+def show_confusion(fig: Figure, confusion: Tensor) -> None:
+    """Put new counts into a ``confusion_figure`` of the same size, in place."""
+    counts = confusion.detach().cpu().to(torch.int64).tolist()
+    (ax,) = fig.axes
+    total = sum(map(sum, counts))
+    correct = sum(counts[i][i] for i in range(len(counts)))
+    peak = max(max(map(max, counts)), 1)
+    ax.images[0].set_data(counts)
+    ax.images[0].set_clim(0, peak)
+    for text, value in zip(ax.texts, (value for row in counts for value in row)):
+        text.set_text(str(value))
+        text.set_color("white" if value > peak / 2 else "black")
+    accuracy = f"{100 * correct / total:.2f}% ({correct} / {total})" if total else "no images"
+    ax.set_title(f"accuracy {accuracy}", y=1.01)
+
+
+class ConfusionCanvas:
+    """A ``confusion_figure`` drawn again for each new matrix, as RGB (H, W, 3) uint8.
+
+    What ``writer.add_figure`` would write, for under half its cost: that builds and draws a
+    new figure each time. Here the figure is built once, its fixed parts (axes, ticks,
+    labels) are drawn once into a saved background, and each matrix draws only the parts
+    that change: the cells, their counts, the title. Text hinting is off: a fifth cheaper
+    and as readable.
+    """
+
+    def __init__(self, confusion: Tensor) -> None:
+        self.canvas = FigureCanvasAgg(confusion_figure(confusion))
+        self.n_cells = confusion.numel()
+        ax = self.canvas.figure.axes[0]
+        # Spines come after the cells: they are drawn over the cells' edges.
+        self.changing = [ax.images[0], *ax.spines.values(), *ax.texts, ax.title]
+        for artist in self.changing:
+            artist.set_visible(False)
+        with matplotlib.rc_context(NO_HINTING):
+            self.canvas.draw()
+        self.background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
+        for artist in self.changing:
+            artist.set_visible(True)
+
+    def draw(self, confusion: Tensor) -> np.ndarray:
+        fig = self.canvas.figure
+        show_confusion(fig, confusion)
+        self.canvas.restore_region(self.background)
+        with matplotlib.rc_context(NO_HINTING):
+            for artist in self.changing:
+                fig.axes[0].draw_artist(artist)
+        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()  # the canvas is reused
 
 
 def write_histogram(
@@ -213,6 +263,7 @@ class TensorBoardPictures(L.Callback):
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
         self.gradients: dict[str, Tensor] = {}
+        self.canvas: ConfusionCanvas | None = None  # made at the first write
 
     def due(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch
@@ -263,21 +314,38 @@ class TensorBoardPictures(L.Callback):
             writer.add_image("images/misclassified", grid, step)
         confusion = getattr(pl_module, "confusion_matrix", None)
         if confusion is not None:
-            writer.add_figure("images/confusion_matrix", confusion_figure(confusion), step)
+            picture = self.confusion_picture(confusion)
+            writer.add_image("images/confusion_matrix", picture, step, dataformats="HWC")
         for name, param in pl_module.named_parameters():
             write_histogram(writer, f"weights/{name}", param, step)
         for name, grad in self.gradients.items():
             write_histogram(writer, f"gradients/{name}", grad, step)
         self.gradients = {}  # written once: a validation without training before has none
 
+    def confusion_picture(self, confusion: Tensor) -> np.ndarray:
+        """``confusion_figure`` as RGB (H, W, 3) uint8, on a canvas kept from call to call."""
+        if self.canvas is None or self.canvas.n_cells != confusion.numel():
+            self.canvas = ConfusionCanvas(confusion)
+        return self.canvas.draw(confusion)
+
     @staticmethod
     def misclassified(trainer: L.Trainer, pl_module: L.LightningModule) -> Tensor | None:
-        """The misclassified validation digits, found by running the model on all of them."""
+        """``misclassified_grid`` of the validation digits, or None without a ``val`` split."""
         splits = getattr(trainer.datamodule, "splits", {})
         if "val" not in splits:
             return None
         x, targets = splits["val"]
         weight = pl_module.layers[0].weight
+        outputs, n_wrong = [], 0
+        # Slice by slice, stopping at MAX_MISCLASSIFIED: a trained network gets them within
+        # the first slice or two, so most of the 10,000 images need no second forward pass.
         with torch.inference_mode():
-            outputs = pl_module(x.to(weight.device, weight.dtype))
-        return misclassified_grid(x, targets, outputs)
+            for start in range(0, len(x), EVAL_SLICE):
+                out = pl_module(x[start : start + EVAL_SLICE].to(weight.device, weight.dtype))
+                outputs.append(out)
+                wrong = out.argmax(dim=1).cpu() != targets[start : start + EVAL_SLICE].cpu()
+                n_wrong += int(wrong.sum())
+                if n_wrong >= MAX_MISCLASSIFIED:
+                    break
+        n = sum(map(len, outputs))
+        return misclassified_grid(x[:n], targets[:n], torch.cat(outputs))

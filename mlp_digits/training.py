@@ -27,6 +27,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from mlp_digits.data import DataError, MNISTDataModule
 from mlp_digits.model import DigitsMLP, NonFiniteCost
+from mlp_digits.pictures import TensorBoardPictures
 
 PRECISIONS = {"32": "32-true", "64": "64-true"}
 DEFAULT_MAX_EPOCHS = 30
@@ -281,6 +282,8 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     last = ModelCheckpoint(filename="last", enable_version_counter=False)
     stopper = StopOnSignal(last)
     callbacks = [best, last, EpochReport(), stopper, RunSettings(), *extra_callbacks]
+    if args.images_every:
+        callbacks.append(TensorBoardPictures(every_n_epochs=args.images_every))
     # A bar that redraws in place helps at a terminal and only litters a log file.
     show_bar = sys.stdout.isatty()
     if show_bar:
