@@ -255,7 +255,8 @@ def test_real_run_writes_every_image_and_histogram_at_each_epoch(tmp_path: Path)
             *("--lr", "0.1"),  # too small to learn in 2 epochs: there are misclassified digits
         ]
     )
-    run = build_run(args, extra_callbacks=[TensorBoardPictures()])
+    run = build_run(args)  # --images-every 1 by default
+    assert sum(isinstance(c, TensorBoardPictures) for c in run.trainer.callbacks) == 1
     run.trainer.fit(run.model, datamodule=run.datamodule)
 
     events = EventAccumulator(run.logger.log_dir, size_guidance={"images": 0, "histograms": 0})
