@@ -87,7 +87,6 @@ class DigitsMLP(L.LightningModule):
         self.reset_parameters(init)
 
         n_classes = sizes[-1]
-        self.train_cost = MeanMetric()
         self.val_cost = MeanMetric()
         self.test_cost = MeanMetric()
         self.saturation = MeanMetric()
@@ -140,34 +139,50 @@ class DigitsMLP(L.LightningModule):
     ) -> Tensor:
         """One SGD update on the mini-batch (x, y); returns its cost before the update.
 
-        With several processes (DDP), ``average_ranks`` averages the gradients over them before
-        the update, so that every rank takes the same step.
+        The gradients land in every parameter's ``.grad``, from autograd or from BP1–BP4.
+        With several processes (DDP), ``average_ranks`` averages them over the processes
+        first, so that every rank takes the same step.
         """
+        params = optimizer.param_groups[0]["params"]  # the weights and biases, layer by layer
         if self.hparams.backprop == "manual":
-            weights = self.weights
-            activations, _ = bp.feedforward(weights, self.biases, x)
+            weights = params[0::2]
+            activations, _ = bp.feedforward(weights, params[1::2], x)
             nabla_w, nabla_b = bp.backward(weights, activations, y)
-            for layer, nw, nb in zip(self.layers, nabla_w, nabla_b):
-                layer.weight.grad = nw
-                layer.bias.grad = nb
+            for w, b, nw, nb in zip(weights, params[1::2], nabla_w, nabla_b):
+                w.grad, b.grad = nw, nb
             cost = bp.cost(activations[-1], y)
         else:
-            for p in self.parameters():
+            for p in params:
                 p.grad = None
             cost = bp.cost(self(x), y)
             cost.backward()
             cost = cost.detach()
         if average_ranks:
-            for p in self.parameters():
+            for p in params:
                 torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.AVG)
-        optimizer.step()
+        self.apply_sgd_update(optimizer)
         return cost
+
+    @staticmethod
+    @torch.no_grad()
+    def apply_sgd_update(optimizer: torch.optim.Optimizer) -> None:
+        """w ← w − η ∂C/∂w for every parameter of the optimizer, from its ``.grad``.
+
+        This is all ``torch.optim.SGD.step`` does without momentum and weight decay; its own
+        bookkeeping (hooks, profiler records, per-call checks) costs more than the update of
+        this small network, so the update is one fused call here. The learning rate is read
+        from the optimizer, so a scheduler or a change of ``lr`` still applies.
+        """
+        for group in optimizer.param_groups:
+            params = group["params"]
+            torch._foreach_add_(params, [p.grad for p in params], alpha=-group["lr"])
 
     def on_train_start(self) -> None:
         # Here rather than at epoch start: a run resumed mid-epoch starts no epoch.
         self.recent_costs: list[Tensor] = []
         self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
-        self.pending_grad_checks: list[tuple[str, Tensor, int]] = []
+        self.pending_scalars: list[tuple[str, Tensor, int]] = []
+        self.epoch_costs: list[Tensor] = []
         model = self.trainer.strategy.model
         if isinstance(model, DistributedDataParallel):
             # DDP expects one backward per forward; a chunk makes K of them. We average the
@@ -192,15 +207,14 @@ class DigitsMLP(L.LightningModule):
         costs = torch.stack(costs)
         self.advance_global_step(len(xs))
         self.stop_if_not_finite(costs, first_step)
-        self.train_cost.update(costs)
-        # self.log costs far more than an SGD step: log the mean of the recent steps' costs
-        # every LOG_EVERY_N_STEPS steps and at the end of the epoch, rather than each chunk.
+        self.epoch_costs.append(costs)
+        # The mean cost of the steps since the last point, every LOG_EVERY_N_STEPS steps and at
+        # the end of the epoch; kept on the device until the chunk ends (see on_train_batch_end).
         self.recent_costs.append(costs)
         end_of_epoch = chunk_idx + 1 == self.trainer.num_training_batches
         if self.global_step >= self.next_log_step or end_of_epoch:
             mean_cost = torch.cat(self.recent_costs).mean()
-            self.log("train/cost", mean_cost, on_step=True, on_epoch=False)
-            self.log_step(on_step=True)
+            self.pending_scalars.append(("train/cost", mean_cost, self.global_step))
             self.recent_costs = []
             self.next_log_step = self.global_step + LOG_EVERY_N_STEPS
 
@@ -233,20 +247,26 @@ class DigitsMLP(L.LightningModule):
         names = [name for name, _ in self.layers.named_parameters()]
         for name, m, g in zip(names, manual, auto):
             rel_error = (m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
-            self.pending_grad_checks.append(
-                (f"grad_check/rel_error/layers.{name}", rel_error, step)
-            )
+            self.pending_scalars.append((f"grad_check/rel_error/layers.{name}", rel_error, step))
 
     def on_train_batch_end(self, *args: object) -> None:
-        """Write the chunk's gradient checks at their exact steps (one sync, only when asked)."""
-        if self.pending_grad_checks and isinstance(self.logger, TensorBoardLogger):
-            for tag, value, step in self.pending_grad_checks:
+        """Write the chunk's step-level scalars at their exact steps.
+
+        Straight to TensorBoard: ``self.log`` costs more than a whole SGD step of this network,
+        and it could only place a point at the end of a chunk. Reading the values is one host
+        sync, in the chunks that have something to write.
+        """
+        if self.pending_scalars and isinstance(self.logger, TensorBoardLogger):
+            for tag, value, step in self.pending_scalars:
                 self.logger.experiment.add_scalar(tag, float(value), step)
-        self.pending_grad_checks = []
+        self.pending_scalars = []
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/epoch_cost", self.train_cost)  # the mean over the epoch's SGD steps
+        # The mean over the epoch's SGD steps (every rank has as many).
+        epoch_cost = torch.cat(self.epoch_costs).mean() if self.epoch_costs else torch.nan
+        self.log("train/epoch_cost", epoch_cost, sync_dist=True)
         self.log_step()
+        self.epoch_costs = []
 
     def advance_global_step(self, n_steps: int) -> None:
         """Count ``n_steps`` SGD updates in Lightning's global step.
@@ -259,15 +279,13 @@ class DigitsMLP(L.LightningModule):
             progress.increment_ready()
             progress.increment_completed()
 
-    def log_step(self, on_step: bool = False) -> None:
-        """Make the global step (SGD updates) the x-axis of the scalars logged with it.
+    def log_step(self) -> None:
+        """Make the global step (SGD updates) the x-axis of the epoch's logged scalars.
 
         Without a logged ``step``, Lightning would plot against its own steps (chunks) and add
         an ``epoch`` scalar of its own.
         """
-        self.log(
-            "step", float(self.global_step), on_step=on_step, on_epoch=not on_step, sync_dist=True
-        )
+        self.log("step", float(self.global_step), sync_dist=True)
 
     # --- evaluation -----------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ class Config:
     warmup_seconds: float
     num_threads: int
     accelerator: str
+    images_every: int  # the project's pictures, as train.py's --images-every
 
     @property
     def device(self) -> torch.device:
@@ -199,6 +200,7 @@ def project(cfg: Config, backprop: str) -> list[Epoch]:
         flags = {"data-dir": cfg.data_dir, "val-size": cfg.val_size, "batch-size": cfg.batch_size}
         flags |= {"max-epochs": cfg.epochs + 1, "accelerator": cfg.accelerator, "devices": 1}
         flags |= {"backprop": backprop, "logdir": logdir, "num-threads": cfg.num_threads}
+        flags |= {"images-every": cfg.images_every}
         argv = [s for k, v in flags.items() for s in (f"--{k}", str(v))]
         args = cli.train_parser().parse_args([*argv, "--no-download"])
         timer = EpochTimer(cfg.device)
@@ -460,6 +462,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup-seconds", type=float, default=1.0)
     p.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--num-threads", type=int, default=1)
+    p.add_argument(
+        "--images-every",
+        type=int,
+        default=1,
+        help="the project's TensorBoard pictures every N epochs, as train.py (0: off)",
+    )
     p.add_argument("--rounds", type=int, default=1, help="measure every way this many times")
     p.add_argument("--ways", nargs="+", choices=list(WAYS), default=list(WAYS))
     p.add_argument("--json", type=Path, help="write every number to this file")
@@ -495,11 +503,13 @@ def main() -> int:
             args.warmup_seconds,
             args.num_threads,
             args.accelerator,
+            args.images_every,
         )
         info = hardware(cfg)
         label = (
             f"{info.get('gpu', info['cpu'])}, {args.num_threads} thread(s), torch "
-            f"{info['torch']}; data: {source}, {n_train:,} train + {args.val_size:,} val"
+            f"{info['torch']}; data: {source}, {n_train:,} train + {args.val_size:,} val; "
+            f"project pictures every {args.images_every or 'no'} epoch(s)"
         )
         cfg.batch_size = args.batch_sizes[0]
         warm_up(tight_loop(cfg, manual=False), cfg.warmup_seconds)  # a new process starts slow
