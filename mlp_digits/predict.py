@@ -10,17 +10,14 @@ outside what the network was trained on and gets near-random answers.
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from mlp_digits.checkpoint import load_checkpoint, one_line
 from mlp_digits.data import DataError
 from mlp_digits.model import DigitsMLP
 
@@ -34,49 +31,6 @@ BAR_WIDTH = 40  # characters of bar for an activation of 1
 EIGHTHS = " ▏▎▍▌▋▊▉█"  # a bar ends in eighths of a character: small changes still show
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
-
-
-def one_line(error: BaseException, limit: int = 160) -> str:
-    """An exception as one short line: a message may span lines or run on for a screen."""
-    text = " ".join(f"{type(error).__name__}: {error}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- the checkpoint -----------------------------------------------------------------------
-
-
-def load_checkpoint(path: str | os.PathLike) -> DigitsMLP:
-    """A DigitsMLP from a Lightning checkpoint, on the CPU; any problem is a one-line DataError.
-
-    ``weights_only=True``: a checkpoint is a pickle, and unpickling may call any function it
-    names. Torch's restricted unpickler loads tensors and plain containers only and refuses
-    anything else before calling it, so a hostile file is reported, never executed.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"checkpoint {path}: no such file")
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} is not a file")
-    try:
-        # A file that is not a checkpoint can set off torch warnings on its way to an error;
-        # kept back, so that the error is the one line the user sees.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = DigitsMLP.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle, key, shape, type or version error: all say "not ours"
-        refused = isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e)
-        if not refused:
-            message = f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})"
-            raise DataError(message) from e
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        name = unsafe.group(1) if unsafe else "a Python object"
-        raise DataError(
-            f"checkpoint {path} refers to {name}, outside torch's safe set of types: refused "
-            "without loading it (a pickle can run code); use one written by scripts/train.py"
-        ) from None
-    for w in caught:
-        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return model
 
 
 def load_model(path: str | os.PathLike) -> DigitsMLP:

@@ -25,6 +25,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from mlp_digits.checkpoint import load_checkpoint, read_checkpoint
 from mlp_digits.data import DataError, MNISTDataModule
 from mlp_digits.model import DigitsMLP, NonFiniteCost
 from mlp_digits.pictures import TensorBoardPictures
@@ -175,27 +176,6 @@ class Run:
     best: ModelCheckpoint
     stopper: StopOnSignal
     ckpt_path: str | None = None
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's contents, loaded safely: plain tensors and containers, never code.
-
-    ``weights_only=True`` is passed explicitly because an environment variable can flip
-    torch's default; a file that needs anything else is refused.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ...: all "not safe/ours"
-        raise DataError(
-            f"{path} is not a checkpoint that can be loaded safely (weights only): refused "
-            f"({type(e).__name__})"
-        ) from e
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise DataError(f"{path} is not a DigitsMLP checkpoint (it has no state_dict)")
-    return checkpoint
 
 
 def find_resume_checkpoint(args: Namespace) -> Path:
@@ -355,7 +335,7 @@ def evaluate(args: Namespace) -> int:
     quiet_lightning(logging.WARNING)
     checkpoint = read_checkpoint(args.checkpoint)
     data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
-    model = DigitsMLP.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=True)
+    model = load_checkpoint(args.checkpoint)
     datamodule = MNISTDataModule(
         data_dir=args.data_dir,
         val_size=data_hparams.get("val_size", 10_000),

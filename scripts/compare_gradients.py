@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mlp_digits import cli, gradcheck
+from mlp_digits import checkpoint, cli, gradcheck
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.model import DigitsMLP
 
@@ -83,14 +83,7 @@ def load_network(args: argparse.Namespace) -> tuple[DigitsMLP, str]:
         sizes = args.sizes or [784, 16, 16, 10]
         return DigitsMLP(sizes=sizes), f"fresh DigitsMLP (seed {args.seed})"
     path = Path(args.checkpoint)
-    if not path.is_file():
-        raise DataError(f"--checkpoint {path}: no such file")
-    try:
-        model = DigitsMLP.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle, key, shape or version error: all say "not ours"
-        reason = " ".join(f"{type(e).__name__}: {e}".split())  # one line, however long e is
-        reason = reason if len(reason) <= 160 else reason[:157] + "..."
-        raise DataError(f"--checkpoint {path} is not a DigitsMLP checkpoint ({reason})") from e
+    model = checkpoint.load_checkpoint(path)
     sizes = list(model.hparams.sizes)
     if args.sizes is not None and args.sizes != sizes:
         raise DataError(f"--sizes {args.sizes} differs from the checkpoint's sizes {sizes}")
