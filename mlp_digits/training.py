@@ -309,7 +309,7 @@ def train(args: Namespace) -> int:
     except NonFiniteCost as e:
         print(f"error: {e} (the last good checkpoint is kept)", file=sys.stderr, flush=True)
         return 1
-    ckpt_path = "best" if run.best.best_model_path else None
+    ckpt_path = run.best.best_model_path or None  # the best epoch by validation accuracy
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if not trainer.is_global_zero:
         return 0
