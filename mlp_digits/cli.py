@@ -172,30 +172,34 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Checks that need more than one flag; each failure is parser.error (exit 2)."""
-    if args.sizes[0] != 784 or args.sizes[-1] != 10:
+def check_mnist_sizes(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
+    """--sizes for MNIST: at least two layers, 784 inputs, 10 outputs (else exit 2)."""
+    if len(sizes) < 2:
+        parser.error("--sizes needs at least two layers, e.g. 784 10")
+    if sizes[0] != 784 or sizes[-1] != 10:
         parser.error(
-            f"--sizes {' '.join(map(str, args.sizes))}: MNIST needs 784 inputs and 10 outputs, "
+            f"--sizes {' '.join(map(str, sizes))}: MNIST needs 784 inputs and 10 outputs, "
             "so the sizes must start with 784 and end with 10"
         )
-    if len(args.sizes) < 2:
-        parser.error("--sizes needs at least two layers, e.g. 784 10")
+
+
+def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Checks of train.py's flags that need more than one flag, or the machine; each failure
+    is parser.error (exit 2)."""
+    check_mnist_sizes(parser, args.sizes)
     largest = torch.finfo(torch.float64 if str(args.precision) == "64" else torch.float32).max
     if args.lr > largest:
         parser.error(
             f"--lr {args.lr:g} is beyond the largest float{args.precision} number ({largest:.3g}); "
             "use a smaller --lr (or --precision 64)"
         )
-    if getattr(args, "accelerator", None) == "gpu" and not torch.cuda.is_available():
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: this machine has no CUDA GPU; use --accelerator cpu")
-    strategy = getattr(args, "strategy", "auto")
     strategies = ["auto", *StrategyRegistry.available_strategies()]
-    if strategy not in strategies:
-        parser.error(f"--strategy {strategy} is not one of: {', '.join(strategies)}")
-    devices = getattr(args, "devices", "auto")
-    if devices != "auto" and not (devices.isdigit() and int(devices) >= 1):
-        parser.error(f"--devices {devices}: give a number of devices (1, 2, ...) or auto")
+    if args.strategy not in strategies:
+        parser.error(f"--strategy {args.strategy} is not one of: {', '.join(strategies)}")
+    if args.devices != "auto" and not (args.devices.isdigit() and int(args.devices) >= 1):
+        parser.error(f"--devices {args.devices}: give a number of devices (1, 2, ...) or auto")
 
 
 def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -72,7 +72,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.sizes is not None and len(args.sizes) < 2:
         p.error("--sizes needs at least two layers, e.g. 784 10")
     if args.data_dir is not None and args.sizes is not None:
-        cli.check_train_args(p, args)  # MNIST: 784 inputs, 10 outputs
+        cli.check_mnist_sizes(p, args.sizes)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
 

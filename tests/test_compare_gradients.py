@@ -180,6 +180,14 @@ def test_script_rejects_bad_flags(script: ModuleType, argv: list[str]) -> None:
     assert e.value.code == 2
 
 
+def test_script_checks_other_sizes_on_mnist_images(
+    script: ModuleType, tiny_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data-dir", str(tiny_mnist), "--sizes", "784", "30", "10"]
+    assert run_in_process(script, *argv) == 0
+    assert "sizes 784-30-10" in capsys.readouterr().out
+
+
 # --- the script as a command -------------------------------------------------------------
 
 
