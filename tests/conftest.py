@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import numpy as np
 import pytest
 
@@ -46,6 +48,19 @@ def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0
         write_idx_images(raw / image_file, images)
         write_idx_labels(raw / label_file, labels)
     return root
+
+
+def quiet_trainer(**kwargs: Any) -> L.Trainer:
+    """A CPU Trainer that logs, saves and prints nothing by itself."""
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return L.Trainer(**(defaults | kwargs))
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import write_mnist
+from conftest import quiet_trainer, write_mnist
 from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
@@ -56,16 +56,7 @@ def np_feedforward(
 
 
 def trainer(root_dir: Path, **kwargs: Any) -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=root_dir,
-        **kwargs,
-    )
+    return quiet_trainer(default_root_dir=root_dir, **kwargs)
 
 
 def datamodule(data_dir: Path, val_size: int) -> MNISTDataModule:

@@ -14,12 +14,11 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import lightning
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, SHARED_MNIST, separable_digits
+from conftest import REPO, SHARED_MNIST, quiet_trainer, separable_digits
 from PIL import Image, ImageDraw
 from PIL.ImageOps import invert
 
@@ -68,14 +67,7 @@ def train_small_model(epochs: int = 3, batch_size: int = 10) -> DigitsMLP:
 
 def save_checkpoint(model: DigitsMLP, path: Path) -> Path:
     """Write ``model`` as Lightning's own ``Trainer.save_checkpoint`` does, as train.py's are."""
-    trainer = lightning.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer()
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)
     return path

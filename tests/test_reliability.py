@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import pickle
 import re
@@ -41,6 +42,16 @@ def run_train(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def run_flags(data_dir: Path, logdir: Path, *extra: str, val_size: int = 100) -> list[str]:
+    """The flags every run here shares: its data, its log folder, no download."""
+    return ["--data-dir", str(data_dir), "--val-size", str(val_size), "--no-download",
+            "--logdir", str(logdir), *extra]  # fmt: skip
+
+
+def parse_run(data_dir: Path, logdir: Path, *extra: str) -> argparse.Namespace:
+    return cli.train_parser().parse_args(run_flags(data_dir, logdir, *extra))
+
+
 def last_ckpt(logdir: Path) -> dict:
     (path,) = logdir.glob("version_*/checkpoints/last.ckpt")
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -53,8 +64,8 @@ def big_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def interrupt_mid_epoch(data_dir: Path, logdir: Path, signum: int) -> subprocess.CompletedProcess:
-    flags = ["--data-dir", str(data_dir), "--val-size", "1000", "--max-epochs", "2"]
-    proc = start_training(*flags, "--logdir", str(logdir), "--no-download", "--lr", "0.5")
+    flags = run_flags(data_dir, logdir, "--max-epochs", "2", "--lr", "0.5", val_size=1000)
+    proc = start_training(*flags)
     for line in proc.stdout:  # wait for the end of epoch 0, then stop epoch 1 early on
         if line.startswith("Epoch 0:"):
             break
@@ -89,18 +100,9 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_weights(
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["version_0"]  # same run
 
     straight = run_train(
-        "--data-dir",
-        str(big_mnist),
-        "--val-size",
-        "1000",
-        "--max-epochs",
-        "2",
-        "--logdir",
-        str(tmp_path / "straight"),
-        "--no-download",
-        "--lr",
-        "0.5",
-    )
+        *run_flags(big_mnist, tmp_path / "straight", "--max-epochs", "2", "--lr", "0.5",
+                   val_size=1000)
+    )  # fmt: skip
     assert straight.returncode == 0
     a, b = last_ckpt(tmp_path / "logs"), last_ckpt(tmp_path / "straight")
     assert a["global_step"] == b["global_step"] == 2 * steps_per_epoch
@@ -212,19 +214,7 @@ def test_non_finite_cost_stops_at_the_exact_step(tiny_mnist: Path, tmp_path: Pat
     (Through the command line --lr must be finite; a huge finite one only saturates the
     sigmoids, which is why NaN is so rare with this network.)
     """
-    args = cli.train_parser().parse_args(
-        [
-            "--data-dir",
-            str(tiny_mnist),
-            "--val-size",
-            "100",
-            "--no-download",
-            "--max-epochs",
-            "2",
-            "--logdir",
-            str(tmp_path),
-        ]
-    )
+    args = parse_run(tiny_mnist, tmp_path, "--max-epochs", "2")
     args.lr = float("inf")
     assert train(args) == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -282,21 +272,7 @@ def test_resume_without_a_run_says_what_to_do(tmp_path: Path) -> None:
 
 
 def train_weights(data_dir: Path, logdir: Path, *flags: str) -> dict[str, torch.Tensor]:
-    args = cli.train_parser().parse_args(
-        [
-            "--data-dir",
-            str(data_dir),
-            "--val-size",
-            "100",
-            "--max-epochs",
-            "2",
-            "--no-download",
-            "--logdir",
-            str(logdir),
-            *flags,
-        ]
-    )
-    run = build_run(args)
+    run = build_run(parse_run(data_dir, logdir, "--max-epochs", "2", *flags))
     run.trainer.fit(run.model, datamodule=run.datamodule)
     return {k: v.clone() for k, v in run.model.state_dict().items()}
 
@@ -321,27 +297,8 @@ class SaveRankWeights(L.Callback):
 def test_ddp_on_two_cpu_processes_keeps_the_ranks_identical(
     tiny_mnist: Path, tmp_path: Path, backprop: str
 ) -> None:
-    args = cli.train_parser().parse_args(
-        [
-            "--data-dir",
-            str(tiny_mnist),
-            "--val-size",
-            "100",
-            "--max-epochs",
-            "2",
-            "--no-download",
-            "--logdir",
-            str(tmp_path),
-            "--accelerator",
-            "cpu",
-            "--devices",
-            "2",
-            "--strategy",
-            "ddp_spawn",
-            "--backprop",
-            backprop,
-        ]
-    )
+    ddp = ("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp_spawn")
+    args = parse_run(tiny_mnist, tmp_path, "--max-epochs", "2", *ddp, "--backprop", backprop)
     run = build_run(args, extra_callbacks=[SaveRankWeights(tmp_path)])
     run.trainer.fit(run.model, datamodule=run.datamodule)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
@@ -352,25 +309,8 @@ def test_ddp_on_two_cpu_processes_keeps_the_ranks_identical(
 
 
 def test_ddp_script_run_counts_every_validation_image(tiny_mnist: Path, tmp_path: Path) -> None:
-    result = run_train(
-        "--data-dir",
-        str(tiny_mnist),
-        "--val-size",
-        "100",
-        "--max-epochs",
-        "1",
-        "--no-download",
-        "--logdir",
-        str(tmp_path),
-        "--accelerator",
-        "cpu",
-        "--devices",
-        "2",
-        "--strategy",
-        "ddp",
-        "--backprop",
-        "manual",
-    )
+    ddp = ("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--backprop", "manual")
+    result = run_train(*run_flags(tiny_mnist, tmp_path, "--max-epochs", "1", *ddp))
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"^Epoch 0: \d+ / 100 validation images correct", result.stdout, re.M)
     assert re.search(r"^Test: \d+ / 200 correct", result.stdout, re.M)
