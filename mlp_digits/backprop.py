@@ -2,18 +2,20 @@
 
 Everything is in batched matrix form. A mini-batch of m examples is a matrix whose rows are
 the examples, so the book's column-vector equation a' = σ(W a + b) becomes the row form
-A' = σ(A Wᵀ + b) — the same convention as ``nn.Linear``:
+A' = σ(A Wᵀ + b), the same convention as ``nn.Linear``:
 
     weights[l]  (n_out, n_in)   the book's Wˡ
     biases[l]   (n_out,)        the book's bˡ
     x           (m, n_in)       one input per row
     y           (m, n_out)      desired outputs, one-hot for digits
 
-The cost of a mini-batch is the book's quadratic cost, C = 1/(2m) Σ_x ‖y(x) − a(x)‖², so the
-gradients returned here are means over the batch, exactly what ``w ← w − η ∂C/∂w`` needs.
+Every function also takes a *stack* of N networks: a leading dimension on every tensor,
+weights (N, n_out, n_in), biases (N, n_out), x (N, m, n_in), y (N, m, n_out). Network k of
+the stack sees only ``x[k]`` and its own weights; the equations are the same, written once.
 
-This module imports only torch and runs under ``torch.no_grad()``: every derivative is the
-product of the four equations below, not of PyTorch's tape.
+The cost of a mini-batch is the book's quadratic cost, C = 1/(2m) Σ_x ‖y(x) − a(x)‖², a mean
+over the m examples, so the gradients returned here are means over the batch too, exactly
+what ``w ← w − η ∂C/∂w`` needs. This module imports only torch; nothing here records a tape.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -31,7 +32,7 @@ def sigmoid(z: Tensor) -> Tensor:
 
 
 def sigmoid_prime(z: Tensor) -> Tensor:
-    """σ'(z) = σ(z)(1 − σ(z))."""
+    """σ'(z) = σ(z)(1 − σ(z)), the derivative of the sigmoid."""
     s = torch.sigmoid(z)
     return s * (1 - s)
 
@@ -40,64 +41,65 @@ def cost(a: Tensor, y: Tensor) -> Tensor:
     """Quadratic cost of a mini-batch: C = 1/(2m) Σ_x ‖y(x) − a(x)‖².
 
     The ½ makes ∂C/∂a = (a − y), so BP1 carries no factor 2 and η = 3.0 means what it means
-    in the book. (``nn.MSELoss`` drops the ½ and also averages over the 10 outputs.)
+    in the book. (``nn.MSELoss`` drops the ½ and also averages over the 10 outputs.) For a
+    stack of networks, one cost per network.
     """
-    return F.mse_loss(a, y, reduction="sum") * (0.5 / len(a))  # Σ_x Σ_j (a − y)², ½, 1/m
+    m = a.shape[-2]
+    return (a - y).square().sum(dim=(-2, -1)) * (0.5 / m)
 
 
-@torch.no_grad()
+def weighted_input(w: Tensor, b: Tensor, a: Tensor) -> Tensor:
+    """z = W a + b for every row a of the batch: ``a Wᵀ + b`` in the row form."""
+    if w.dim() == 2:
+        return torch.addmm(b, a, w.T)  # one fused call: the common case, one network
+    return torch.baddbmm(b.unsqueeze(-2), a, w.mT)  # a stack: one matrix product per network
+
+
 def feedforward(
     weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Run x through the network: zˡ = Wˡ aˡ⁻¹ + bˡ and aˡ = σ(zˡ), layer by layer.
 
     Returns ``(activations, zs)``: ``activations[0]`` is x itself and ``activations[-1]`` the
-    output aᴸ; ``zs[l]`` is the weighted input of layer l + 1, so ``len(zs) == len(weights)``.
+    output aᴸ; ``zs[l]`` is the weighted input of the layer that ``weights[l]`` feeds, so
+    ``len(zs) == len(weights)``. Differentiable: autograd may run through it too.
     """
-    activations = [x]
-    zs = []
-    a = x
+    activations, zs = [x], []
     for w, b in zip(weights, biases, strict=True):
-        z = torch.addmm(b, a, w.T)  # b + a Wᵀ, one fused call
-        a = sigmoid(z)
+        z = weighted_input(w, b, activations[-1])
         zs.append(z)
-        activations.append(a)
+        activations.append(sigmoid(z))
     return activations, zs
 
 
 @torch.no_grad()
 def backward(
-    weights: Sequence[Tensor], activations: Sequence[Tensor], y: Tensor
+    weights: Sequence[Tensor], activations: Sequence[Tensor], zs: Sequence[Tensor], y: Tensor
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """The backward pass: gradients of C = 1/(2m) Σ_x ‖y(x) − a(x)‖² from a feedforward's record.
+    """The backward pass: ∂C/∂W and ∂C/∂b from a feedforward's record, by the four equations.
 
-    BP1: δᴸ = (aᴸ − y) ⊙ σ'(zᴸ)              the error at the output layer
+    BP1: δᴸ = (aᴸ − y) ⊙ σ'(zᴸ)              the error of the output layer
     BP2: δˡ = ((Wˡ⁺¹)ᵀ δˡ⁺¹) ⊙ σ'(zˡ)         the error moved back one layer
     BP3: ∂C/∂bˡ = δˡ                          the bias gradient is the error
     BP4: ∂C/∂Wˡ = δˡ (aˡ⁻¹)ᵀ                  the weight gradient: error times input
 
-    With one example per row, δˡ is an (m, n_l) matrix. C is the mean of the m examples'
-    costs, so each example's δ carries a factor 1/m: it is applied once, in BP1 (BP2 is linear
-    in δ, so every layer's δ inherits it), and BP3 and BP4 become sums over the rows.
+    With one example per row, δˡ is an (m, n_l) matrix holding each example's own error.
+    C is the mean of the m examples' costs, so BP3 and BP4 take the mean over the rows.
 
-    σ'(zˡ) = σ(zˡ)(1 − σ(zˡ)) = aˡ(1 − aˡ): the activations already hold σ(zˡ), so the
-    weighted inputs zˡ are not needed here.
-
-    Returns ``(nabla_w, nabla_b)`` shaped like ``weights`` and the biases.
+    Returns ``(nabla_w, nabla_b)`` shaped like the weights and the biases.
     """
-    m = y.shape[0]
+    m = y.shape[-2]
     n_layers = len(weights)
     nabla_w: list[Tensor] = [torch.empty(0)] * n_layers
     nabla_b: list[Tensor] = [torch.empty(0)] * n_layers
 
-    a = activations[-1]
-    delta = (a - y) * (a * (1 - a)) / m  # BP1, with the batch mean's 1/m
-    for l in range(n_layers - 1, -1, -1):
-        if l < n_layers - 1:
-            a = activations[l + 1]
-            delta = (delta @ weights[l + 1]) * (a * (1 - a))  # BP2
-        nabla_b[l] = delta.sum(dim=0)  # BP3, summed over the batch
-        nabla_w[l] = delta.T @ activations[l]  # BP4, summed over the batch
+    delta = (activations[-1] - y) * sigmoid_prime(zs[-1])  # BP1
+    nabla_b[-1] = delta.mean(dim=-2)  # BP3: the mean over the batch of each example's δ
+    nabla_w[-1] = (delta.mT @ activations[-2]).div_(m)  # BP4: Σ over the batch, then / m
+    for l in range(n_layers - 2, -1, -1):
+        delta = (delta @ weights[l + 1]) * sigmoid_prime(zs[l])  # BP2
+        nabla_b[l] = delta.mean(dim=-2)  # BP3
+        nabla_w[l] = (delta.mT @ activations[l]).div_(m)  # BP4
     return nabla_w, nabla_b
 
 
@@ -108,8 +110,7 @@ def backprop(
     """Gradients ``(nabla_w, nabla_b)`` of the mini-batch cost C = 1/(2m) Σ_x ‖y(x) − a(x)‖².
 
     The book's ``backprop``: a feedforward that records every zˡ and aˡ, then the backward
-    pass of BP1–BP4 (see ``backward``). x is (m, n_in), y is (m, n_out); the gradients are
-    shaped like ``weights`` and ``biases``.
+    pass of BP1–BP4 (see ``backward``).
     """
-    activations, _ = feedforward(weights, biases, x)
-    return backward(weights, activations, y)
+    activations, zs = feedforward(weights, biases, x)
+    return backward(weights, activations, zs, y)

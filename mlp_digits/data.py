@@ -156,6 +156,25 @@ def resolve_val_size(val_size: float, n: int) -> int:
     return count
 
 
+SPLITS = ("last", "seeded")
+
+
+def split_indices(n: int, n_val: int, split: str, seed: int) -> tuple[Tensor, Tensor]:
+    """Which of the n training-file images train and which validate: ``(train, val)``.
+
+    ``"last"`` is the book's split (``mnist.pkl.gz``): validation is the last ``n_val`` images
+    of the file, training the rest, both in file order, whatever the seed. ``"seeded"`` is
+    the random split of this project's first checkpoints, kept so that they still evaluate
+    on their own validation images.
+    """
+    if split == "last":
+        return torch.arange(n - n_val), torch.arange(n - n_val, n)
+    if split == "seeded":
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        return order[n_val:], order[:n_val]
+    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A well-mixed 63-bit seed for the permutation of one epoch, derived from (seed, epoch).
 
@@ -281,7 +300,9 @@ class MNISTDataModule(L.LightningDataModule):
         batch_size: mini-batch size m of SGD.
         val_size: images held out of the 60,000 training images for validation: a count, or a
             fraction below 1. The book holds out 10,000.
-        seed: seeds the train/validation split and each epoch's permutation.
+        seed: seeds each epoch's order of the training images.
+        split: ``"last"``: validate on the last ``val_size`` images of the training file,
+            as the book does; ``"seeded"``: the old random split drawn from the seed.
         download: let torchvision download missing files.
         steps_per_chunk: mini-batches per Lightning step (K); ``None`` picks about
             ``CHUNK_SAMPLES`` samples per chunk.
@@ -297,6 +318,7 @@ class MNISTDataModule(L.LightningDataModule):
         download: bool = True,
         steps_per_chunk: int | None = None,
         eval_batch_size: int = 10_000,
+        split: str = "last",
     ) -> None:
         super().__init__()
         # In the checkpoint too, so that evaluate.py can rebuild the same validation split.
@@ -304,7 +326,10 @@ class MNISTDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.data_dir, self.batch_size, self.val_size = data_dir, batch_size, val_size
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.seed, self.download, self.eval_batch_size = seed, download, eval_batch_size
+        self.split = split
         self.steps_per_chunk = steps_per_chunk or max(1, round(CHUNK_SAMPLES / batch_size))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
@@ -319,8 +344,7 @@ class MNISTDataModule(L.LightningDataModule):
         if stage in ("fit", "validate", None) and "train" not in self.splits:
             x, targets = load_mnist(self.data_dir, "train")
             n_val = resolve_val_size(self.val_size, len(x))
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.seed))
-            val, train = order[:n_val], order[n_val:]
+            train, val = split_indices(len(x), n_val, self.split, self.seed)
             self.splits["train"] = (x[train].to(device), targets[train].to(device))
             self.splits["val"] = (x[val].to(device), targets[val].to(device))
         if stage in ("test", "predict", None) and "test" not in self.splits:

@@ -146,8 +146,8 @@ class DigitsMLP(L.LightningModule):
         params = optimizer.param_groups[0]["params"]  # the weights and biases, layer by layer
         if self.hparams.backprop == "manual":
             weights = params[0::2]
-            activations, _ = bp.feedforward(weights, params[1::2], x)
-            nabla_w, nabla_b = bp.backward(weights, activations, y)
+            activations, zs = bp.feedforward(weights, params[1::2], x)
+            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
             for w, b, nw, nb in zip(weights, params[1::2], nabla_w, nabla_b):
                 w.grad, b.grad = nw, nb
             cost = bp.cost(activations[-1], y)

@@ -340,6 +340,7 @@ def evaluate(args: Namespace) -> int:
         data_dir=args.data_dir,
         val_size=data_hparams.get("val_size", 10_000),
         seed=data_hparams.get("seed", 0),
+        split=data_hparams.get("split", "seeded"),  # checkpoints from before the book's split
         download=not args.no_download,
     )
     trainer = L.Trainer(

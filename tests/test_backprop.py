@@ -127,9 +127,9 @@ def test_gradcheck_harness_rejects_a_wrong_gradient() -> None:
             x, y, *params = ctx.saved_tensors
             n = len(params) // 2
             activations, zs = bp.feedforward(params[:n], params[n:], x)
-            # hidden activations of 1/2, as if every z were 0: σ'(0) = 1/4 inside
-            wrong = [activations[0], *(torch.full_like(a, 0.5) for a in activations[1:-1])]
-            nabla_w, nabla_b = bp.backward(params[:n], [*wrong, activations[-1]], y)
+            # hidden weighted inputs of 0, as if σ'(zˡ) were σ'(0) = 1/4 in BP2
+            wrong = [*(torch.zeros_like(z) for z in zs[:-1]), zs[-1]]
+            nabla_w, nabla_b = bp.backward(params[:n], activations, wrong, y)
             return (None, None, *(grad_output * g for g in nabla_w + nabla_b))
 
     assert not torch.autograd.gradcheck(
