@@ -49,14 +49,27 @@ def test_val_size_that_leaves_nothing_is_refused(tiny_mnist: Path, val_size: int
         datamodule(tiny_mnist, val_size=val_size)
 
 
-def test_split_is_deterministic_from_the_seed(tiny_mnist: Path) -> None:
-    a, b, c = (datamodule(tiny_mnist, seed=s).splits["val"][0] for s in (0, 0, 1))
+def test_validation_is_the_last_images_of_the_file_whatever_the_seed(tiny_mnist: Path) -> None:
+    """The book's split: train on the first n - val_size images, validate on the last, in
+    file order; the seed draws weights and epoch orders only."""
+    images, labels = separable_digits(600, seed=0)  # what write_mnist wrote
+    pixels = torch.from_numpy(images.reshape(600, -1)).float() / 255
+    for seed in (0, 1):
+        dm = datamodule(tiny_mnist, seed=seed)
+        assert torch.equal(dm.splits["train"][0], pixels[:500])
+        assert torch.equal(dm.splits["val"][0], pixels[500:])
+        assert dm.splits["val"][1].tolist() == labels[500:].tolist()
+
+
+def test_seeded_split_of_old_checkpoints_is_deterministic_from_the_seed(tiny_mnist: Path) -> None:
+    a, b, c = (datamodule(tiny_mnist, seed=s, split="seeded").splits["val"][0] for s in (0, 0, 1))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
 
-def test_split_partitions_the_training_file(tiny_mnist: Path) -> None:
-    dm = datamodule(tiny_mnist)
+@pytest.mark.parametrize("split", ["last", "seeded"])
+def test_split_partitions_the_training_file(tiny_mnist: Path, split: str) -> None:
+    dm = datamodule(tiny_mnist, split=split)
     images, labels = separable_digits(600, seed=0)  # what write_mnist wrote
     together = torch.cat([dm.splits["train"][0], dm.splits["val"][0]])
     expected = torch.from_numpy(images.reshape(600, -1)).float() / 255
