@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -45,7 +46,7 @@ def cost(a: Tensor, y: Tensor) -> Tensor:
     stack of networks, one cost per network.
     """
     m = a.shape[-2]
-    return (a - y).square().sum(dim=(-2, -1)) * (0.5 / m)
+    return F.mse_loss(a, y, reduction="none").sum(dim=(-2, -1)) * (0.5 / m)  # Σ_x Σ_j (a − y)²
 
 
 def weighted_input(w: Tensor, b: Tensor, a: Tensor) -> Tensor:

@@ -9,9 +9,6 @@ hostile file is refused with one line, and nothing in it runs.
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +24,18 @@ def one_line(error: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# --- the checkpoint -----------------------------------------------------------------------
+def unsafe_globals(path: Path) -> list[str]:
+    """The functions and classes a checkpoint names outside torch's safe set (read, not run)."""
+    try:
+        return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a torch file at all: nothing to name
+        return []
 
 
-def load_checkpoint(path: str | os.PathLike) -> DigitsMLP:
-    """A DigitsMLP from a Lightning checkpoint, on the CPU; any problem is a one-line DataError.
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's contents, loaded safely: plain tensors and containers, never code.
 
-    ``weights_only=True``: a checkpoint is a pickle, and unpickling may call any function it
-    names. Torch's restricted unpickler loads tensors and plain containers only and refuses
-    anything else before calling it, so a hostile file is reported, never executed.
+    Any problem is a one-line ``DataError``.
     """
     path = Path(path)
     if not path.exists():
@@ -43,42 +43,33 @@ def load_checkpoint(path: str | os.PathLike) -> DigitsMLP:
     if not path.is_file():
         raise DataError(f"checkpoint {path} is not a file")
     try:
-        # A file that is not a checkpoint can set off torch warnings on its way to an error;
-        # kept back, so that the error is the one line the user sees.
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model = DigitsMLP.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a pickle, key, shape, type or version error: all say "not ours"
-        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if not (isinstance(e, pickle.UnpicklingError) and unsafe):
-            message = f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})"
-            raise DataError(message) from e
-        raise DataError(
-            f"checkpoint {path} refers to {unsafe.group(1)}, outside torch's safe set of types: "
-            "refused without loading it (a pickle can run code); use one written by "
-            "scripts/train.py"
-        ) from None
-    for w in caught:
-        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ...: not safe, or not ours
+        unsafe = unsafe_globals(path)
+        if unsafe:
+            raise DataError(
+                f"checkpoint {path} refers to {', '.join(unsafe)}, outside torch's safe set of "
+                "types: refused without loading it (a pickle can run code); use one written by "
+                "scripts/train.py"
+            ) from None
+        raise DataError(f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})") from e
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise DataError(f"checkpoint {path} is not a DigitsMLP checkpoint (it has no state_dict)")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DigitsMLP:
+    """The DigitsMLP of a checkpoint read by ``read_checkpoint``, on the CPU."""
+    try:
+        model = DigitsMLP(**checkpoint.get("hyper_parameters", {}))
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as e:  # a key, shape or type error: all say "not ours"
+        message = f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})"
+        raise DataError(message) from e
+    model.on_load_checkpoint(checkpoint)
     return model
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's contents, loaded safely: plain tensors and containers, never code.
-
-    ``weights_only=True`` is passed explicitly because an environment variable can flip
-    torch's default; a file that needs anything else is refused.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ...: all "not safe/ours"
-        raise DataError(
-            f"{path} is not a checkpoint that can be loaded safely (weights only): refused "
-            f"({type(e).__name__})"
-        ) from e
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise DataError(f"{path} is not a DigitsMLP checkpoint (it has no state_dict)")
-    return checkpoint
+def load_checkpoint(path: str | os.PathLike) -> DigitsMLP:
+    """A DigitsMLP from a checkpoint file, on the CPU; any problem is a one-line DataError."""
+    return model_from_checkpoint(read_checkpoint(path), path)

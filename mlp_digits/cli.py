@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.strategies import StrategyRegistry
 
 from mlp_digits.data import DataError
-from mlp_digits.model import BACKPROPS, INITS
+from mlp_digits.model import BACKPROPS, DEFAULT_SIZES, INITS
 
 
 def positive_int(text: str) -> int:
@@ -48,7 +48,9 @@ def count_or_fraction(text: str) -> float:
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", default="data", help="folder with MNIST/raw (downloaded there if missing)"
+        "--data-dir",
+        default="data",
+        help="folder with MNIST/raw, downloaded there if missing (default: %(default)s)",
     )
     parser.add_argument(
         "--no-download", action="store_true", help="never download; fail if files are missing"
@@ -60,20 +62,21 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         "--sizes",
         type=positive_int,
         nargs="+",
-        default=[784, 16, 16, 10],
+        default=list(DEFAULT_SIZES),
         help="neurons per layer, input first (default: 784 16 16 10)",
     )
     parser.add_argument(
         "--init",
         choices=INITS,
         default="gaussian",
-        help="gaussian: N(0,1) as network.py; scaled: N(0,1/n_in) as network2.py",
+        help="gaussian: N(0,1) as network.py; scaled: N(0,1/n_in) as network2.py "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--backprop",
         choices=BACKPROPS,
         default="autograd",
-        help="gradients by autograd or by the hand-written BP1-BP4",
+        help="gradients by autograd or by the hand-written BP1-BP4 (default: %(default)s)",
     )
 
 
@@ -81,38 +84,51 @@ def train_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         usage="%(prog)s [options]  (see --help)",
         description="Train the 784-16-16-10 sigmoid network on MNIST by mini-batch SGD.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="auto")
+    parser.add_argument(
+        "--accelerator", choices=["cpu", "gpu", "auto"], default="auto", help="(default: auto)"
+    )
     parser.add_argument(
         "--devices",
         default="auto",
         help="devices (processes) to use: a count or 'auto'; --batch-size is per device, so "
-        "the global mini-batch is batch size x devices",
+        "the global mini-batch is batch size x devices (default: auto)",
     )
-    parser.add_argument("--strategy", default="auto", help="Lightning strategy, e.g. ddp")
+    parser.add_argument(
+        "--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)"
+    )
     parser.add_argument(
         "--precision",
         choices=["32", "64"],
         default="32",
-        help="float bits; 64 reproduces the book's float64 arithmetic",
+        help="float bits; 64 reproduces the book's float64 arithmetic (default: 32)",
     )
     parser.add_argument(
         "--max-epochs",
         type=positive_int,
-        default=None,
-        help="epochs in all (default: 30, or the resumed run's)",
+        default=30,
+        help="epochs in all; a resumed run keeps its own unless this is given (default: 30)",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=10, help="mini-batch size m")
-    parser.add_argument("--lr", type=positive_float, default=3.0, help="learning rate eta")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=10, help="mini-batch size m (default: 10)"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=3.0, help="learning rate eta (default: 3.0)"
+    )
     add_model_flags(parser)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="draws the initial weights and each epoch's order (default: 0)",
+    )
     add_data_flags(parser)
     parser.add_argument(
         "--val-size",
         type=count_or_fraction,
         default=10_000,
-        help="validation images held out of the training file: count or fraction",
+        help="validation images: the last ones of the training file, a count or a fraction "
+        "(default: 10000, the book's split)",
     )
     parser.add_argument(
         "--steps-per-chunk",
@@ -120,26 +136,29 @@ def train_parser() -> argparse.ArgumentParser:
         default=None,
         help="SGD steps per Lightning step (default: about 500 samples' worth)",
     )
-    parser.add_argument("--logdir", default="lightning_logs", help="TensorBoard folder")
+    parser.add_argument(
+        "--logdir", default="lightning_logs", help="TensorBoard folder (default: %(default)s)"
+    )
     parser.add_argument("--name", default="", help="run name: runs go to LOGDIR/NAME/version_N")
     parser.add_argument(
         "--num-threads",
         type=positive_int,
         default=1,
-        help="CPU threads for torch; at batch 10 one is as fast as two",
+        help="CPU threads for torch; at batch 10 one is as fast as two (default: 1)",
     )
     parser.add_argument(
         "--check-gradients-every",
         type=non_negative_int,
         default=0,
-        help="every N SGD steps, log autograd vs manual gradients to TensorBoard (0: never)",
+        help="every N SGD steps, log autograd vs manual gradients to TensorBoard "
+        "(default: 0, never)",
     )
     parser.add_argument(
         "--images-every",
         type=non_negative_int,
         default=1,
         help="write weight pictures, mistakes, confusion matrix and histograms to TensorBoard "
-        "every N epochs (0: never)",
+        "every N epochs (default: 1; 0: never)",
     )
     parser.add_argument(
         "--resume",
@@ -158,7 +177,6 @@ def train_parser() -> argparse.ArgumentParser:
 def evaluate_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Test a saved DigitsMLP again: correct images and a per-digit table.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
     add_data_flags(parser)
@@ -166,9 +184,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--split",
         choices=["test", "val"],
         default="test",
-        help="val: the run's own validation images (its seed and --val-size come from the file)",
+        help="test (default) or val: the run's own validation images (its split comes from "
+        "the checkpoint)",
     )
-    parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="cpu")
+    parser.add_argument(
+        "--accelerator", choices=["cpu", "gpu", "auto"], default="cpu", help="(default: cpu)"
+    )
     return parser
 
 
@@ -200,6 +221,25 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error(f"--strategy {args.strategy} is not one of: {', '.join(strategies)}")
     if args.devices != "auto" and not (args.devices.isdigit() and int(args.devices) >= 1):
         parser.error(f"--devices {args.devices}: give a number of devices (1, 2, ...) or auto")
+
+
+def given_flags(
+    make_parser: Callable[[], argparse.ArgumentParser], argv: list[str] | None = None
+) -> set[str]:
+    """The flags the command line sets (as ``dest`` names), whatever their values: parsed
+    again with every default set to None."""
+    probe = make_parser()
+    probe.set_defaults(**dict.fromkeys(vars(probe.parse_args(argv)), None))
+    return {k for k, v in vars(probe.parse_args(argv)).items() if v is not None}
+
+
+def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """train.py's flags, checked (a mistake is one line and exit 2), with ``args.given``."""
+    parser = train_parser()
+    args = parser.parse_args(argv)
+    check_train_args(parser, args)
+    args.given = given_flags(train_parser, argv)
+    return args
 
 
 def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

@@ -208,11 +208,17 @@ class EpochPermutation:
         return torch.randperm(self.n, generator=generator, device=self.device)
 
     def indices(self) -> Tensor:
-        """This rank's shard of this epoch's permutation."""
-        return self.permutation()[self.rank :: self.world_size]
+        """This rank's shard of this epoch's permutation.
+
+        With several processes the permutation is first cut to a multiple of their number
+        (at most ``world_size - 1`` images sit out an epoch, different ones each epoch), so
+        that every rank takes as many mini-batches, of the same sizes: each SGD step waits
+        for all of them.
+        """
+        return self.permutation()[: len(self) * self.world_size][self.rank :: self.world_size]
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
+        return self.n // self.world_size
 
 
 class ChunkedBatches:
@@ -361,10 +367,12 @@ class MNISTDataModule(L.LightningDataModule):
         sampler = EpochPermutation(len(x), self.seed, x.device, rank, world_size)
         batches = ChunkedBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
         if self.trainer:
-            # Every epoch has the same number of steps, so the global step says where we are.
+            # Every epoch has the same number of SGD steps, so the model's count of them says
+            # where in the epoch we are (see mlp_digits.chunked).
             trainer = self.trainer
             batches.steps_done = lambda: (
-                trainer.global_step - trainer.current_epoch * batches.steps_per_epoch()
+                trainer.lightning_module.sgd_steps
+                - trainer.current_epoch * batches.steps_per_epoch()
             )
         return batches
 

@@ -247,7 +247,7 @@ class TensorBoardPictures(L.Callback):
     """After each validation epoch, write the pictures and histograms to TensorBoard.
 
     Runs in ``on_validation_end``, after the module's ``on_validation_epoch_end`` has set
-    ``pl_module.confusion_matrix``. Everything is written at the global step (SGD updates),
+    ``pl_module.confusion_matrix``. Everything is written at the model's SGD step,
     the x-axis of the scalars. Only rank 0 writes, only with a ``TensorBoardLogger``, every
     ``every_n_epochs`` epochs (from epoch 0) and at the last epoch.
 
@@ -262,7 +262,6 @@ class TensorBoardPictures(L.Callback):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
-        self.gradients: dict[str, Tensor] = {}
         self.canvas: ConfusionCanvas | None = None  # made at the first write
 
     def due(self, trainer: L.Trainer) -> bool:
@@ -278,26 +277,6 @@ class TensorBoardPictures(L.Callback):
             and self.due(trainer)
         )
 
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: object,
-        batch: object,
-        batch_idx: int,
-    ) -> None:
-        """Keep the gradients of the epoch's last SGD step.
-
-        Lightning releases them (``on_validation_model_zero_grad``) before validation starts,
-        so by ``on_validation_end`` every ``.grad`` is None.
-        """
-        if batch_idx + 1 == trainer.num_training_batches and self.writes(trainer):
-            self.gradients = {
-                name: p.grad.detach().clone()
-                for name, p in pl_module.named_parameters()
-                if p.grad is not None
-            }
-
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and self.writes(trainer):
             self.write(trainer.logger.experiment, trainer, pl_module)
@@ -306,7 +285,7 @@ class TensorBoardPictures(L.Callback):
         self, writer: SummaryWriter, trainer: L.Trainer, pl_module: L.LightningModule
     ) -> None:
         """Write every picture and histogram with ``writer`` (a torch SummaryWriter)."""
-        step = trainer.global_step
+        step = pl_module.sgd_steps
         weight = pl_module.layers[0].weight
         writer.add_image("images/first_layer_weights", weight_tiles(weight), step)
         grid = self.misclassified(trainer, pl_module)
@@ -318,9 +297,10 @@ class TensorBoardPictures(L.Callback):
             writer.add_image("images/confusion_matrix", picture, step, dataformats="HWC")
         for name, param in pl_module.named_parameters():
             write_histogram(writer, f"weights/{name}", param, step)
-        for name, grad in self.gradients.items():
+        names = [name for name, _ in pl_module.named_parameters()]
+        for name, grad in zip(names, pl_module.last_gradients):
             write_histogram(writer, f"gradients/{name}", grad, step)
-        self.gradients = {}  # written once: a validation without training before has none
+        pl_module.last_gradients = []  # written once: a validation without training has none
 
     def confusion_picture(self, confusion: Tensor) -> np.ndarray:
         """``confusion_figure`` as RGB (H, W, 3) uint8, on a canvas kept from call to call."""

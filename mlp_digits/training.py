@@ -22,28 +22,21 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from mlp_digits.checkpoint import load_checkpoint, read_checkpoint
+from mlp_digits.checkpoint import model_from_checkpoint, read_checkpoint
+from mlp_digits.chunked import NonFiniteCost
 from mlp_digits.data import DataError, MNISTDataModule
-from mlp_digits.model import DigitsMLP, NonFiniteCost
+from mlp_digits.model import DigitsMLP
 from mlp_digits.pictures import TensorBoardPictures
 
 PRECISIONS = {"32": "32-true", "64": "64-true"}
-DEFAULT_MAX_EPOCHS = 30
 
 
-def quiet_lightning(level: int = logging.INFO) -> None:
-    """Keep Lightning's output to what a learner needs: no advertising tips, no warning
-    about its own use of a deprecated torch API."""
-    lightning_log = logging.getLogger("lightning.pytorch")
-    lightning_log.setLevel(level)
-    for handler_owner in (
-        lightning_log,
-        logging.getLogger("lightning.pytorch.utilities.rank_zero"),
-    ):
-        handler_owner.addFilter(lambda record: not str(record.msg).startswith("💡 Tip"))
+def quiet_lightning() -> None:
+    """Keep Lightning's output to what a learner needs: no "GPU available: False", no tips,
+    no "Restoring states from the checkpoint path" (its information, not its warnings)."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
@@ -76,16 +69,16 @@ class StepProgressBar(TQDMProgressBar):
     def total_train_batches(self) -> int | float:
         return self.trainer.train_dataloader.steps_per_epoch()
 
-    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        super().on_train_epoch_start(trainer, *args)
-        self.epoch_start_step = trainer.global_step
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.epoch_start_step = trainer.current_epoch * self.total_train_batches
         self.shown_at = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: Any) -> None:
         bar = self.train_progress_bar
         if bar is None or not self.is_enabled:
             return
-        done = trainer.global_step - self.epoch_start_step
+        done = pl_module.sgd_steps - self.epoch_start_step
         if time.monotonic() - self.shown_at >= self.REDRAW_SECONDS or done >= bar.total:
             self.shown_at = time.monotonic()
             bar.n = done
@@ -104,20 +97,30 @@ class EpochReport(Callback):
         say(trainer, f"{line}, cost {float(metrics['val/cost']):.4f}")
 
 
+@rank_zero_only
 def write_hparams(
     logger: TensorBoardLogger, hparams: dict[str, Any], metric_tags: list[str]
 ) -> None:
     """Put the run's hyperparameters in TensorBoard's HPARAMS tab, next to its final metrics.
 
-    TensorBoard reads each metric's value from the run's scalars of that tag, so nothing
-    is logged twice (and there is no placeholder ``hp_metric``).
+    Written when the run starts: TensorBoard reads each metric's value from the run's
+    scalars of that tag, so nothing is logged twice (and there is no placeholder
+    ``hp_metric``). Lightning's ``log_hyperparams`` would log the metrics once more at step 0.
     """
     params = {
         k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()
     }
     for summary in hparams_summary(params, dict.fromkeys(metric_tags, 0.0)):
-        logger.experiment._get_file_writer().add_summary(summary)
+        logger.experiment.file_writer.add_summary(summary)
     logger.experiment.flush()
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal, after saving ``last.ckpt``."""
+
+    def __init__(self, signum: int, saved: Path | None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.saved = signum, saved
 
 
 class StopOnSignal(Callback):
@@ -125,15 +128,14 @@ class StopOnSignal(Callback):
     stops at once.
 
     Lightning on its own stops on SIGTERM with exit status 0, and on Ctrl-C in the middle of
-    a chunk — its K updates done but not yet counted — ignoring a second Ctrl-C while it
-    shuts down. Waiting for the chunk's end keeps the weights and the step count together,
-    so a resumed run ends exactly where an uninterrupted one would.
+    a chunk, ignoring a second Ctrl-C while it shuts down. Waiting for the chunk's end keeps
+    the weights and the SGD-step count together, so a resumed run ends exactly where an
+    uninterrupted one would. With several processes, all of them stop after the same chunk.
     """
 
     def __init__(self, checkpoints: ModelCheckpoint | None) -> None:
         self.checkpoints = checkpoints  # where to save: the folder of this one
         self.signum: int | None = None
-        self.saved: Path | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -148,21 +150,24 @@ class StopOnSignal(Callback):
         self.signum = signum
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.signum is not None:
-            raise SIGTERMException  # Lightning's own way out: on_exception hooks, teardown
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exc: BaseException):
-        folder = self.checkpoints.dirpath if self.checkpoints else None
-        if self.signum is not None and isinstance(exc, SIGTERMException) and folder:
-            self.saved = Path(folder) / "last.ckpt"
-            trainer.save_checkpoint(self.saved, weights_only=False)
+        stop = trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False)
+        if not stop:
+            return
+        saved = None
+        if self.checkpoints is not None and self.checkpoints.dirpath:
+            saved = Path(self.checkpoints.dirpath) / "last.ckpt"
+            trainer.save_checkpoint(saved)  # every process takes part; the first one writes
+        raise Interrupted(self.signum or signal.SIGTERM, saved)
 
 
 class RunSettings(Callback):
-    """Keeps the run's planned length in its checkpoints, for ``--resume``."""
+    """Keeps the run's planned length and precision in its checkpoints, for ``--resume``."""
+
+    def __init__(self, precision: str) -> None:
+        self.precision = precision
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
-        checkpoint["run_settings"] = {"max_epochs": trainer.max_epochs}
+        checkpoint["run_settings"] = {"max_epochs": trainer.max_epochs, "precision": self.precision}
 
 
 @dataclass
@@ -196,30 +201,57 @@ def find_resume_checkpoint(args: Namespace) -> Path:
     return max(candidates)[1]
 
 
+MODEL_SETTINGS = ("sizes", "lr", "init", "backprop", "check_gradients_every")
+DATA_SETTINGS = ("batch_size", "val_size", "seed", "steps_per_chunk", "split")
+
+
+def run_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run was started with, as ``train.py``'s flag names, from a checkpoint."""
+    model = checkpoint.get("hyper_parameters", {})
+    data = checkpoint.get("datamodule_hyper_parameters", {})
+    settings = {k: model[k] for k in MODEL_SETTINGS if k in model}
+    settings |= {k: data[k] for k in DATA_SETTINGS if k in data}
+    settings.setdefault("split", "seeded")  # checkpoints from before the book's split
+    run = checkpoint.get("run_settings", {})
+    weight = next(iter(checkpoint["state_dict"].values()), None)
+    float64 = weight is not None and weight.dtype == torch.float64
+    settings["precision"] = str(run.get("precision", "64" if float64 else "32"))
+    if run.get("max_epochs"):
+        settings["max_epochs"] = run["max_epochs"]
+    if "sizes" in settings:
+        settings["sizes"] = list(settings["sizes"])
+    return settings
+
+
 def resume_settings(args: Namespace) -> tuple[str | None, int | None]:
     """For ``--resume``: the checkpoint to resume, and the run version whose folder to log to.
 
-    The run's own hyperparameters come back from the checkpoint (into ``args``), so that a
-    bare ``--resume last`` continues the same run, not a run with today's defaults.
+    The run's own settings come back from the checkpoint into ``args``, so that a bare
+    ``--resume last`` continues the same run (its precision too), not a run with today's
+    defaults. A flag the user gave that the run overrides is named in one line; only
+    ``--max-epochs``, when given, changes the run (it counts from the run's start).
     """
     if not args.resume:
         return None, None
     path = find_resume_checkpoint(args)
     checkpoint = read_checkpoint(path)
-    for key, value in checkpoint.get("hyper_parameters", {}).items():
-        if key in ("sizes", "lr", "init", "backprop"):
-            setattr(args, key, value)
-    for key in ("batch_size", "val_size", "seed", "steps_per_chunk"):
-        if key in checkpoint.get("datamodule_hyper_parameters", {}):
-            setattr(args, key, checkpoint["datamodule_hyper_parameters"][key])
-    if args.max_epochs is None:
-        args.max_epochs = checkpoint.get("run_settings", {}).get("max_epochs")
+    given = getattr(args, "given", set())
+    overridden = []
+    for key, value in run_settings(checkpoint).items():
+        if key == "max_epochs" and key in given:
+            continue
+        if key in given and getattr(args, key) != value:
+            overridden.append(f"--{key.replace('_', '-')} {getattr(args, key)} (run: {value})")
+        setattr(args, key, value)
     version = None
     run_dir = path.parent.parent
     same_logdir = run_dir.parent.resolve() == (Path(args.logdir) / (args.name or "")).resolve()
     if path.parent.name == "checkpoints" and run_dir.name.startswith("version_") and same_logdir:
         version = int(run_dir.name.removeprefix("version_"))
-    print(f"Resuming {path} at step {checkpoint.get('global_step', 0)}", flush=True)
+    steps = checkpoint.get("sgd_steps", checkpoint.get("global_step", 0))
+    print(f"Resuming {path} at step {steps}", flush=True)
+    if overridden:
+        print(f"The run's own settings replace {', '.join(overridden)}", flush=True)
     return str(path), version
 
 
@@ -229,7 +261,6 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     ckpt_path, version = resume_settings(args)
-    args.max_epochs = args.max_epochs or DEFAULT_MAX_EPOCHS
     L.seed_everything(args.seed, verbose=False)
     datamodule = MNISTDataModule(
         data_dir=args.data_dir,
@@ -238,6 +269,7 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         seed=args.seed,
         download=not args.no_download,
         steps_per_chunk=args.steps_per_chunk,
+        split=getattr(args, "split", "last"),
     )
     model = DigitsMLP(
         sizes=args.sizes,
@@ -261,7 +293,8 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     # one rewrites it after every epoch.
     last = ModelCheckpoint(filename="last", enable_version_counter=False)
     stopper = StopOnSignal(last)
-    callbacks = [best, last, EpochReport(), stopper, RunSettings(), *extra_callbacks]
+    callbacks = [best, last, EpochReport(), stopper, RunSettings(str(args.precision))]
+    callbacks += extra_callbacks
     if args.images_every:
         callbacks.append(TensorBoardPictures(every_n_epochs=args.images_every))
     # A bar that redraws in place helps at a terminal and only litters a log file.
@@ -277,9 +310,9 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         logger=logger or False,
         callbacks=callbacks,
         fast_dev_run=args.fast_dev_run,
-        log_every_n_steps=1,  # in Lightning steps (chunks): see DigitsMLP.training_step
         enable_model_summary=False,
         enable_progress_bar=show_bar,
+        log_every_n_steps=1,  # the curves are written by mlp_digits.chunked, at SGD steps
         num_sanity_val_steps=0,
         deterministic=True,
     )
@@ -287,25 +320,29 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
 
 
 def train(args: Namespace) -> int:
-    """Train, test the best-validation checkpoint, print where everything is. Returns 0."""
+    """Train, test the best-validation checkpoint, print where everything is; the exit status."""
     run = build_run(args)
     trainer, model, datamodule = run.trainer, run.model, run.datamodule
+    if run.logger is not None and run.ckpt_path is None:
+        write_hparams(
+            run.logger,
+            {**model.hparams, **datamodule.hparams, "precision": str(args.precision)},
+            ["val/accuracy", "val/cost", "test/accuracy", "test/cost"],
+        )
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=run.ckpt_path, weights_only=True)
-    except SIGTERMException:
-        if run.stopper.signum is None:
-            raise
+    except Interrupted as stop:
         if trainer.is_global_zero:
-            where = f"saved {run.stopper.saved}; " if run.stopper.saved else ""
+            where = f"saved {stop.saved}; " if stop.saved else ""
             resume = f"python scripts/train.py --resume last --logdir {args.logdir}"
             resume += f" --name {args.name}" if args.name else ""
             print(
-                f"Stopped at step {trainer.global_step} (epoch {trainer.current_epoch}): "
+                f"Stopped at step {model.sgd_steps} (epoch {trainer.current_epoch}): "
                 f"{where}to go on: {resume}",
                 file=sys.stderr,
                 flush=True,
             )
-        return 128 + run.stopper.signum
+        return 128 + stop.signum
     except NonFiniteCost as e:
         print(f"error: {e} (the last good checkpoint is kept)", file=sys.stderr, flush=True)
         return 1
@@ -316,11 +353,6 @@ def train(args: Namespace) -> int:
     print(count_line("Test", trainer.callback_metrics, "test"), flush=True)
     if run.logger is None:
         return 0
-    write_hparams(
-        run.logger,
-        {**model.hparams, **datamodule.hparams, "precision": str(args.precision)},
-        ["val/accuracy", "val/cost", "test/accuracy", "test/cost"],
-    )
     run_dir = Path(run.logger.log_dir)
     print(
         f"Run: {run_dir} (best: {Path(run.best.best_model_path).name}, last: last.ckpt in "
@@ -332,19 +364,20 @@ def train(args: Namespace) -> int:
 
 def evaluate(args: Namespace) -> int:
     """Test a saved model again: the count line and a per-digit table."""
-    quiet_lightning(logging.WARNING)
+    quiet_lightning()
     checkpoint = read_checkpoint(args.checkpoint)
-    data_hparams = checkpoint.get("datamodule_hyper_parameters", {})
-    model = load_checkpoint(args.checkpoint)
+    model = model_from_checkpoint(checkpoint, args.checkpoint)
+    settings = run_settings(checkpoint)
     datamodule = MNISTDataModule(
         data_dir=args.data_dir,
-        val_size=data_hparams.get("val_size", 10_000),
-        seed=data_hparams.get("seed", 0),
-        split=data_hparams.get("split", "seeded"),  # checkpoints from before the book's split
+        val_size=settings.get("val_size", 10_000),
+        seed=settings.get("seed", 0),
+        split=settings["split"],
         download=not args.no_download,
     )
     trainer = L.Trainer(
         accelerator=args.accelerator,
+        precision=PRECISIONS[settings["precision"]],
         devices=1,
         logger=False,
         enable_progress_bar=False,

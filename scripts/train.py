@@ -12,7 +12,4 @@ from mlp_digits import cli
 from mlp_digits.training import train
 
 if __name__ == "__main__":
-    parser = cli.train_parser()
-    args = parser.parse_args()
-    cli.check_train_args(parser, args)
-    sys.exit(cli.run(train, args))
+    sys.exit(cli.run(train, cli.parse_train_args()))

@@ -174,16 +174,21 @@ def test_forward_equals_sigmoid_chain() -> None:
 # --- one SGD step --------------------------------------------------------------------------
 
 
+def digit_labels(m: int, seed: int = 1) -> Tensor:
+    return torch.randint(0, 10, (m,), generator=torch.Generator().manual_seed(seed))
+
+
 @pytest.mark.parametrize("backprop", BACKPROPS)
 def test_sgd_step_moves_parameters_by_minus_lr_times_backprop_gradient(backprop: str) -> None:
     torch.manual_seed(0)
     model = DigitsMLP(lr=3.0, backprop=backprop).double()
-    x, y = pixels(10, torch.float64), one_hot_targets(10)
+    x, labels = pixels(10, torch.float64), digit_labels(10)
     before_w = [w.detach().clone() for w in model.weights]
     before_b = [b.detach().clone() for b in model.biases]
+    y = nn.functional.one_hot(labels, 10).double()
     nabla_w, nabla_b = bp.backprop(before_w, before_b, x, y)
 
-    model.sgd_step(model.configure_optimizers(), x, y)
+    model.sgd_step(x, y)
 
     for w, w0, nw in zip(model.weights, before_w, nabla_w, strict=True):
         torch.testing.assert_close(w.detach(), w0 - 3.0 * nw, rtol=0, atol=1e-12)
@@ -196,32 +201,30 @@ def test_sgd_step_moves_parameters_by_minus_lr_times_backprop_gradient(backprop:
 def test_sgd_step_returns_cost_before_update(backprop: str) -> None:
     torch.manual_seed(0)
     model = DigitsMLP(lr=3.0, backprop=backprop).double()
-    x, y = pixels(10, torch.float64), one_hot_targets(10)
+    x, labels = pixels(10, torch.float64), digit_labels(10)
+    y = nn.functional.one_hot(labels, 10).double()
     weights, biases = numpy_params(model)
     a = np_feedforward(weights, biases, x.numpy())
     cost_before = 0.5 * ((y.numpy() - a) ** 2).sum() / len(a)
 
-    cost = model.sgd_step(model.configure_optimizers(), x, y)
+    cost = model.sgd_step(x, y)
 
     assert cost.ndim == 0
     assert not cost.requires_grad
     assert cost.item() == pytest.approx(cost_before, rel=0, abs=1e-12)
 
 
-@pytest.mark.parametrize("lr", [3.0, 0.25])
-def test_configure_optimizers_is_plain_sgd(lr: float) -> None:
-    model = DigitsMLP(lr=lr)
+def test_the_optimizer_lightning_steps_changes_no_weight() -> None:
+    """It only counts chunks for Lightning (see mlp_digits.chunked): the update is sgd_step's."""
+    model = DigitsMLP()
+    before = [p.detach().clone() for p in model.parameters()]
+    model.sgd_step(pixels(10), model.one_hot(digit_labels(10)))  # a step, applied already
+    after = [p.detach().clone() for p in model.parameters()]
 
-    optimizer = model.configure_optimizers()
+    model.configure_optimizers().step()
 
-    assert type(optimizer) is torch.optim.SGD
-    assert len(optimizer.param_groups) == 1
-    group = optimizer.param_groups[0]
-    assert group["lr"] == lr
-    assert group["momentum"] == 0
-    assert group["weight_decay"] == 0
-    assert not group["nesterov"]
-    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()}
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), after))
+    assert not all(torch.equal(p, q) for p, q in zip(after, before))
 
 
 # --- training through Lightning ------------------------------------------------------------
@@ -243,7 +246,7 @@ def test_manual_and_autograd_backprop_train_to_the_same_weights(
     for backprop, model in models.items():
         t = trainer(tmp_path / backprop, max_epochs=1)
         t.fit(model, datamodule=datamodule(mnist_1100, val_size=100))
-        assert t.global_step == 100
+        assert model.sgd_steps == 100
 
     for p, q, p0 in zip(auto.parameters(), manual.parameters(), initial, strict=True):
         assert p.dtype == torch.float32
@@ -305,7 +308,7 @@ def test_one_epoch_matches_book_network_py_step_by_step(
     dm = datamodule(mnist_600, val_size=100)
     t = trainer(tmp_path, max_epochs=1, precision="64-true")
     t.fit(model, datamodule=dm)
-    assert t.global_step == 50
+    assert model.sgd_steps == 50
 
     x_train, targets = dm.splits["train"]
     assert x_train.dtype == torch.float32 and len(x_train) == 500

@@ -85,7 +85,7 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_weights(
     assert "--resume last" in stopped.stderr.strip().splitlines()[-1]
     saved = last_ckpt(tmp_path / "logs")
     steps_per_epoch = 29_000 // 10
-    assert 0 < saved["global_step"] - steps_per_epoch < steps_per_epoch  # inside epoch 1
+    assert 0 < saved["sgd_steps"] - steps_per_epoch < steps_per_epoch  # inside epoch 1
 
     resumed = run_train(
         "--resume",
@@ -105,7 +105,7 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_weights(
     )  # fmt: skip
     assert straight.returncode == 0
     a, b = last_ckpt(tmp_path / "logs"), last_ckpt(tmp_path / "straight")
-    assert a["global_step"] == b["global_step"] == 2 * steps_per_epoch
+    assert a["sgd_steps"] == b["sgd_steps"] == 2 * steps_per_epoch
     for name, tensor in b["state_dict"].items():
         assert torch.equal(a["state_dict"][name], tensor), name  # bit-identical
 
@@ -138,8 +138,7 @@ def evil_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
     state = DigitsMLP().state_dict()
     torch.save({"state_dict": state, "hyper_parameters": {}, "payload": CreatesFile(marker)}, path)
     assert not marker.exists()
-    with open(path, "rb"):  # the payload is really there: plain torch.load would run it
-        pass
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == ["io.open"]
     return path, marker
 
 
@@ -198,12 +197,11 @@ def first_non_finite_step(data_dir: Path, lr: float) -> int:
     dm.setup("fit")
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(0)
-    optimizer = model.configure_optimizers()
     step = 0
     for xs, targets in loader:
         for x, t in zip(xs, targets, strict=True):
             step += 1
-            if not torch.isfinite(model.sgd_step(optimizer, x, model.one_hot(t))):
+            if not torch.isfinite(model.sgd_step(x, model.one_hot(t))):
                 return step
     raise AssertionError("no non-finite cost")
 
@@ -220,9 +218,7 @@ def test_non_finite_cost_stops_at_the_exact_step(tiny_mnist: Path, tmp_path: Pat
     line = capsys.readouterr().err.strip().splitlines()[-1]
     step = first_non_finite_step(tiny_mnist, lr=float("inf"))
     assert re.search(rf"cost became nan at step {step} \(epoch 0\); try a smaller --lr", line)
-    for ckpt in tmp_path.glob("**/*.ckpt"):  # nothing saved holds the broken weights
-        state = torch.load(ckpt, weights_only=True)["state_dict"]
-        assert all(torch.isfinite(t).all() for t in state.values())
+    assert not list(tmp_path.glob("**/*.ckpt"))  # (after a good epoch: tests/test_training.py)
 
 
 # --- bad arguments -------------------------------------------------------------------------
@@ -283,29 +279,6 @@ def test_same_seed_gives_bit_identical_weights(tiny_mnist: Path, tmp_path: Path)
     c = train_weights(tiny_mnist, tmp_path / "c", "--seed", "4")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-
-
-class SaveRankWeights(L.Callback):
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        torch.save(pl_module.state_dict(), self.folder / f"rank{trainer.global_rank}.pt")
-
-
-@pytest.mark.parametrize("backprop", ["autograd", "manual"])
-def test_ddp_on_two_cpu_processes_keeps_the_ranks_identical(
-    tiny_mnist: Path, tmp_path: Path, backprop: str
-) -> None:
-    ddp = ("--accelerator", "cpu", "--devices", "2", "--strategy", "ddp_spawn")
-    args = parse_run(tiny_mnist, tmp_path, "--max-epochs", "2", *ddp, "--backprop", backprop)
-    run = build_run(args, extra_callbacks=[SaveRankWeights(tmp_path)])
-    run.trainer.fit(run.model, datamodule=run.datamodule)
-    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    initial = DigitsMLP().state_dict()  # any change at all: the ranks did train
-    for name in rank0:
-        assert torch.equal(rank0[name], rank1[name]), name
-        assert not torch.equal(rank0[name], initial[name])
 
 
 def test_ddp_script_run_counts_every_validation_image(tiny_mnist: Path, tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def run_in_process(capsys, *flags: str) -> str:
 def test_learning_happens_on_separable_digits(tmp_path: Path, tiny_mnist: Path, capsys) -> None:
     out = run_in_process(
         capsys,
-        *("--data-dir", str(tiny_mnist), "--val-size", "100", "--max-epochs", "6"),
+        *("--data-dir", str(tiny_mnist), "--val-size", "100", "--max-epochs", "10"),
         *("--logdir", str(tmp_path / "logs"), "--no-download"),
     )
     last = EPOCH_LINE.findall(out)[-1]

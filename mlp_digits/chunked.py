@@ -1,0 +1,159 @@
+"""Many SGD steps per Lightning step: the machinery that makes training fast, in one place.
+
+Lightning's bookkeeping around one training step (hooks, loop state, logging, progress)
+costs more than one SGD step of this small network. So a Lightning step here is a *chunk*:
+K consecutive mini-batches, stacked as (K, B, 784), each followed by its own exact SGD update.
+The arithmetic is that of one mini-batch at a time; only the bookkeeping is paid once per K.
+What follows from that choice is all here, so that the model can read like the book:
+
+- SGD steps are counted here (``sgd_steps``, kept in checkpoints): every curve's x-axis and
+  every step a user is told about is an SGD step. Lightning's own global step counts chunks:
+  its loops and checkpoints advance on an optimizer step, so each chunk ends with one
+  ``optimizer.step()`` that has no gradients to apply.
+- Step-level curves (``train/cost`` every ``LOG_EVERY_N_STEPS`` steps, and any scalar a
+  subclass adds with ``log_step_scalar``) are kept on the device and written at their exact
+  steps with one host sync, at the end of the chunk that has something to write.
+- Several processes (DDP): ``average_over_processes`` averages a step's gradients with one
+  all-reduce, and a non-finite cost seen by any rank stops every rank at the same chunk.
+
+A subclass implements ``one_hot(targets)``, the desired outputs y(x), and ``sgd_step(x, y)``:
+one update on one mini-batch, returning its cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+LOG_EVERY_N_STEPS = 100  # interval of the train/cost curve, in SGD steps
+
+
+class NonFiniteCost(RuntimeError):
+    """The cost became NaN or infinite; the message names the step and what to do."""
+
+
+class ChunkedSGD(L.LightningModule):
+    """A LightningModule trained by plain SGD, K updates per Lightning step (see the module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False  # K updates per step: the loop is ours
+        self.sgd_steps = 0
+        self.world_size = 1  # processes averaging their gradients; set when training starts
+        self.step_scalars: list[tuple[str, Tensor, int]] = []
+        self.recent_costs: list[Tensor] = []
+        self.epoch_costs: list[Tensor] = []
+
+    def one_hot(self, targets: Tensor) -> Tensor:
+        """The desired outputs y(x) for class indices ``targets``."""
+        raise NotImplementedError
+
+    def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One SGD update on the mini-batch (x, y); returns the cost of the mini-batch."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Only for Lightning's step count (see the module): the updates are the model's own.
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def on_train_start(self) -> None:
+        self.world_size = self.trainer.world_size
+        self.next_log_step = self.sgd_steps + LOG_EVERY_N_STEPS
+        self.recent_costs, self.epoch_costs = [], []
+
+    def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
+        """K SGD updates, one per mini-batch along the chunk's first dimension."""
+        xs, targets = chunk
+        ys = self.one_hot(targets)  # the whole chunk's at once
+        first_step = self.sgd_steps + 1
+        costs = []
+        for x, y in zip(xs, ys):
+            costs.append(self.sgd_step(x, y))
+            self.sgd_steps += 1
+        costs = torch.stack(costs)
+        self.optimizers().step()  # no gradients: it only counts the chunk for Lightning
+        self.check_finite(costs, first_step)
+        self.epoch_costs.append(costs)
+        self.recent_costs.append(costs)
+        if self.sgd_steps >= self.next_log_step:
+            self.log_train_cost()
+        self.write_step_scalars()
+
+    def log_train_cost(self) -> None:
+        """The mean cost of the SGD steps since the previous point of the curve."""
+        if self.recent_costs:
+            cost = torch.cat(self.recent_costs).mean(dim=0)
+            self.log_step_scalar("train/cost", cost, self.sgd_steps)
+        self.recent_costs = []
+        self.next_log_step = self.sgd_steps + LOG_EVERY_N_STEPS
+
+    def log_step_scalar(self, tag: str, value: Tensor, step: int) -> None:
+        """Write ``value`` (a 0-d tensor, left on the device until the chunk ends) at ``step``."""
+        self.step_scalars.append((tag, value, step))
+
+    def write_step_scalars(self) -> None:
+        if self.step_scalars and self.logger is not None:
+            values = torch.stack([v.detach().double() for _, v, _ in self.step_scalars]).tolist()
+            for (tag, _, step), value in zip(self.step_scalars, values):
+                self.logger.log_metrics({tag: value}, step=step)
+        self.step_scalars = []
+
+    def on_train_epoch_end(self) -> None:
+        # The mean over the epoch's SGD steps; every rank has as many.
+        costs = torch.cat(self.epoch_costs) if self.epoch_costs else torch.zeros(0)
+        epoch_cost = self.trainer.strategy.reduce(costs.mean(dim=0), reduce_op="mean")
+        self.log_train_cost()
+        self.write_step_scalars()
+        self.log_at_sgd_step({"train/epoch_cost": epoch_cost})
+        self.epoch_costs = []
+
+    def log_at_sgd_step(self, metrics: dict[str, Tensor]) -> None:
+        """Epoch-level metrics: for callbacks and the printed lines, and for the logger at the
+        current SGD step (Lightning's own ``self.log`` would place them at its chunk count)."""
+        for name, value in metrics.items():
+            self.log(name, value, logger=False)
+        if self.logger is not None:
+            values = {name: float(value) for name, value in metrics.items()}
+            self.logger.log_metrics(values, step=self.sgd_steps)
+
+    def average_over_processes(self, grads: list[Tensor]) -> list[Tensor]:
+        """The mean of every process's gradients, by one all-reduce (one process: as they are)."""
+        if self.world_size == 1:
+            return grads
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        return [part.view_as(g) for part, g in zip(flat.split([g.numel() for g in grads]), grads)]
+
+    def check_finite(self, costs: Tensor, first_step: int) -> None:
+        """Stop at a NaN or infinite cost, naming its step; every rank stops at this chunk.
+
+        With sigmoid outputs the quadratic cost is at most n_out / 2, so this means float
+        overflow (a huge --lr) or bad data. One check per chunk: a host sync per SGD step
+        would be slow.
+        """
+        finite = torch.isfinite(costs)
+        all_finite = bool(finite.all())
+        if self.world_size > 1:
+            all_finite = self.trainer.strategy.reduce_boolean_decision(all_finite, all=True)
+        if not all_finite:
+            self.on_nonfinite_cost(costs, first_step)
+
+    def on_nonfinite_cost(self, costs: Tensor, first_step: int) -> None:
+        """Raise ``NonFiniteCost`` naming the first bad step (a subclass may do otherwise)."""
+        bad = (~torch.isfinite(costs)).nonzero()
+        if len(bad) == 0:  # another process saw it
+            raise NonFiniteCost(f"another process saw a non-finite cost in steps {first_step}+")
+        value = float(costs[tuple(bad[0])])
+        raise NonFiniteCost(
+            f"cost became {value} at step {first_step + int(bad[0, 0])} "
+            f"(epoch {self.current_epoch}); try a smaller --lr"
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sgd_steps"] = self.sgd_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.sgd_steps = checkpoint.get("sgd_steps", checkpoint.get("global_step", 0))
