@@ -378,7 +378,8 @@ def make_loop(s: Settings, way: str, x: Tensor, targets: Tensor, train: Tensor) 
     if way == "pytorch":
         return PyTorchLoop(s, train)
     if way == "numpy":
-        return BookLoop(x, targets, book.Network(weights, biases), s.lr, s.batch_size, s.seed)
+        net = book.Network([w.numpy() for w in weights], [b.numpy() for b in biases])
+        return BookLoop(x, targets, net, s.lr, s.batch_size, s.seed)
     manual = way == "tight_manual"
     x, targets = x.to(s.device), targets.to(s.device)
     return TightLoop(x, targets, weights, biases, s.lr, s.batch_size, manual, s.seed)
