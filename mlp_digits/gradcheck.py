@@ -3,7 +3,7 @@
 Three gradients of the mini-batch cost C = 1/(2m) Σ_x ‖y(x) − a(x)‖² at the same weights:
 
     manual      ``mlp_digits.backprop.backprop``: BP1–BP4, no tape
-    autograd    PyTorch's tape through a plain forward, aˡ = σ(aˡ⁻¹ (Wˡ)ᵀ + bˡ)
+    autograd    PyTorch's tape through ``backprop.feedforward``, aˡ = σ(Wˡ aˡ⁻¹ + bˡ)
     fd          central differences, ∂C/∂θᵢ ≈ (C(θ + h eᵢ) − C(θ − h eᵢ)) / 2h, always in
                 float64, on a random sample S of the coordinates of each parameter tensor
 
@@ -59,11 +59,9 @@ def parameter_names(n_layers: int) -> list[str]:
 
 
 def network_cost(params: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
-    """C for ``params = [W⁰, b⁰, W¹, b¹, ...]`` by a plain forward, aˡ = σ(aˡ⁻¹ (Wˡ)ᵀ + bˡ)."""
-    a = x
-    for w, b in zip(params[::2], params[1::2]):
-        a = torch.sigmoid(a @ w.T + b)
-    return bp.cost(a, y)
+    """C for ``params = [W⁰, b⁰, W¹, b¹, ...]``, by the one forward pass of ``backprop``."""
+    activations, _ = bp.feedforward(params[::2], params[1::2], x)
+    return bp.cost(activations[-1], y)
 
 
 def autograd_gradients(params: Sequence[Tensor], x: Tensor, y: Tensor) -> list[Tensor]:

@@ -20,8 +20,8 @@ from torch import Tensor
 from mlp_digits.checkpoint import load_checkpoint, one_line
 from mlp_digits.data import DataError
 from mlp_digits.model import DigitsMLP
+from mlp_digits.shapes import check_mnist_sizes
 
-N_INPUTS, N_OUTPUTS = 784, 10
 FIELD = 28  # MNIST images are 28x28 ...
 BOX = 20  # ... with the digit scaled to fit 20x20 ...
 CENTRE = 14.0  # ... and its centre of mass at pixel (14, 14), row and column index
@@ -36,12 +36,9 @@ SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 def load_model(path: str | os.PathLike) -> DigitsMLP:
     """The network of a checkpoint, in eval mode, checked to read MNIST: 784 inputs, 10 outputs."""
     model = load_checkpoint(path)
-    sizes = list(model.hparams.sizes)
-    if (sizes[0], sizes[-1]) != (N_INPUTS, N_OUTPUTS):
-        raise DataError(
-            f"checkpoint {path}: the network takes {sizes[0]} inputs and gives {sizes[-1]} "
-            f"outputs; predict needs {N_INPUTS} and {N_OUTPUTS}"
-        )
+    problem = check_mnist_sizes(model.hparams.sizes)
+    if problem:
+        raise DataError(f"checkpoint {path}: {problem}")
     return model.eval()
 
 

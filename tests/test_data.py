@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_MNIST, separable_digits, write_idx_images, write_idx_labels, write_mnist
+from conftest import SHARED_MNIST, separable_digits, write_mnist
 
 from mlp_digits import data
 from mlp_digits.data import (
@@ -22,6 +22,7 @@ from mlp_digits.data import (
     load_mnist,
     prepare_mnist,
 )
+from mlp_digits.idx import write_idx_images, write_idx_labels
 
 OFFICIAL_GZ = SHARED_MNIST.parent / "mnist-gz"
 

@@ -18,6 +18,7 @@ from conftest import quiet_trainer, write_mnist
 from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
+from mlp_digits import book
 from mlp_digits.data import MNISTDataModule
 from mlp_digits.model import DigitsMLP
 
@@ -41,18 +42,11 @@ def numpy_params(model: DigitsMLP) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return weights, biases
 
 
-def np_sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def np_feedforward(
     weights: list[np.ndarray], biases: list[np.ndarray], x: np.ndarray
 ) -> np.ndarray:
-    """a ← σ(W a + b) layer by layer, one example per row."""
-    a = x
-    for w, b in zip(weights, biases):
-        a = np_sigmoid(a @ w.T + b)
-    return a
+    """The book's feedforward of the rows of x (m, 784), as rows (m, 10)."""
+    return book.Network(weights, biases).feedforward(x.T).T
 
 
 def trainer(root_dir: Path, **kwargs: Any) -> L.Trainer:
@@ -254,46 +248,6 @@ def test_manual_and_autograd_backprop_train_to_the_same_weights(
         assert not torch.equal(p.detach(), p0)  # the training did move the weights
 
 
-def book_update_mini_batch(
-    weights: list[np.ndarray],
-    biases: list[np.ndarray],
-    mini_batch: list[tuple[np.ndarray, np.ndarray]],
-    eta: float,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """network.py's ``update_mini_batch``: per-example backprop on column vectors, summed.
-
-    ``biases`` are column vectors (n, 1), each x is (784, 1) and each y (10, 1).
-    """
-    nabla_b = [np.zeros(b.shape) for b in biases]
-    nabla_w = [np.zeros(w.shape) for w in weights]
-    for x, y in mini_batch:
-        # feedforward, keeping every z and activation
-        activation = x
-        activations = [x]
-        zs = []
-        for b, w in zip(biases, weights):
-            z = np.dot(w, activation) + b
-            zs.append(z)
-            activation = np_sigmoid(z)
-            activations.append(activation)
-        # backward pass: BP1, then BP2 layer by layer; BP3 and BP4 at each layer
-        delta = (activations[-1] - y) * np_sigmoid(zs[-1]) * (1 - np_sigmoid(zs[-1]))
-        delta_nabla_b = [np.zeros(b.shape) for b in biases]
-        delta_nabla_w = [np.zeros(w.shape) for w in weights]
-        delta_nabla_b[-1] = delta
-        delta_nabla_w[-1] = np.dot(delta, activations[-2].T)
-        for l in range(2, len(weights) + 1):
-            sp = np_sigmoid(zs[-l]) * (1 - np_sigmoid(zs[-l]))
-            delta = np.dot(weights[-l + 1].T, delta) * sp
-            delta_nabla_b[-l] = delta
-            delta_nabla_w[-l] = np.dot(delta, activations[-l - 1].T)
-        nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
-        nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
-    weights = [w - (eta / len(mini_batch)) * nw for w, nw in zip(weights, nabla_w)]
-    biases = [b - (eta / len(mini_batch)) * nb for b, nb in zip(biases, nabla_b)]
-    return weights, biases
-
-
 @pytest.mark.parametrize("backprop", BACKPROPS)
 def test_one_epoch_matches_book_network_py_step_by_step(
     backprop: str, mnist_600: Path, tmp_path: Path
@@ -302,8 +256,7 @@ def test_one_epoch_matches_book_network_py_step_by_step(
     batch_size, eta = 10, 3.0
     L.seed_everything(0)
     model = DigitsMLP(sizes=(784, 16, 16, 10), lr=eta, backprop=backprop).double()
-    weights, biases = numpy_params(model)
-    biases = [b.reshape(-1, 1) for b in biases]
+    net = book.Network(*numpy_params(model))
 
     dm = datamodule(mnist_600, val_size=100)
     t = trainer(tmp_path, max_epochs=1, precision="64-true")
@@ -318,18 +271,14 @@ def test_one_epoch_matches_book_network_py_step_by_step(
     sampler.set_epoch(0)
     order = sampler.indices().cpu().numpy()
     for i in range(len(order) // batch_size):
-        mini_batch = []
-        for j in order[i * batch_size : (i + 1) * batch_size]:
-            y = np.zeros((10, 1))
-            y[labels[j]] = 1.0
-            mini_batch.append((images[j].reshape(-1, 1), y))
-        weights, biases = book_update_mini_batch(weights, biases, mini_batch, eta)
+        mini_batch = order[i * batch_size : (i + 1) * batch_size]
+        net.update_mini_batch(book.examples(images[mini_batch], labels[mini_batch]), eta)
 
     trained_w, trained_b = numpy_params(model)
     assert all(layer.weight.dtype == torch.float64 for layer in model.layers)
-    for w, w_book in zip(trained_w, weights, strict=True):
+    for w, w_book in zip(trained_w, net.weights, strict=True):
         assert np.abs(w - w_book).max() <= 1e-10
-    for b, b_book in zip(trained_b, biases, strict=True):
+    for b, b_book in zip(trained_b, net.biases, strict=True):
         assert np.abs(b - b_book.reshape(-1)).max() <= 1e-10
 
 

@@ -379,8 +379,8 @@ def test_script_prints_a_chart_per_file(runs: dict) -> None:
         ("corrupt_image", "corrupt.png is not an image file"),
         ("text_checkpoint", "text.ckpt is not a DigitsMLP checkpoint"),
         ("unrelated_checkpoint", "unrelated.ckpt is not a DigitsMLP checkpoint"),
-        ("nine_outputs", "takes 784 inputs and gives 9 outputs; predict needs 784 and 10"),
-        ("hundred_inputs", "takes 100 inputs and gives 10 outputs; predict needs 784 and 10"),
+        ("nine_outputs", "takes 784 inputs and gives 9 outputs; MNIST needs 784 inputs and 10"),
+        ("hundred_inputs", "takes 100 inputs and gives 10 outputs; MNIST needs 784 inputs and 10"),
         ("evil_checkpoint", "outside torch's safe set"),
     ],
 )
