@@ -714,6 +714,8 @@
   // For tests and the curious: the page's own functions, from the browser's console.
   window.mlp = {
     sizes,
+    shown: [SIDE * SIDE, ...layout.slice(1).map((c) => c.shown)], // neurons drawn per layer
+    position: (l, j) => [layout[l].x, layout[l].ys[j]], // neuron j of layer l on the canvas
     forward: (x) => forward(x),
     toMnist: (rgba, w, h) => Array.from(toMnist(rgba, w, h)),
     setInput: (pixels) => setPreset({ pixels: Float64Array.from(pixels), label: "Input: set." }),
