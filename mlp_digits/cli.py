@@ -169,6 +169,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
         help="val: the run's own validation images (its seed and --val-size come from the file)",
     )
     parser.add_argument("--accelerator", choices=["cpu", "gpu", "auto"], default="cpu")
+    parser.add_argument(
+        "--projector",
+        action="store_true",
+        help="also write the hidden layers' activations of the split's images for "
+        "TensorBoard's PROJECTOR tab (beside the run's logs)",
+    )
     return parser
 
 
