@@ -135,7 +135,8 @@ def write_page(
         examples = []
     output = Path(output) if output else default_output(checkpoint)
     try:
-        output.write_text(build_page(model, examples, Path(checkpoint).name), encoding="utf-8")
+        title = f"{Path(checkpoint).name}, {'-'.join(map(str, model.hparams.sizes))}"
+        output.write_text(build_page(model, examples, title), encoding="utf-8")
     except OSError as e:
         raise DataError(f"cannot write {output} ({one_line(e)})") from None
     return output
