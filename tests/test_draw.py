@@ -138,8 +138,8 @@ def browser() -> Iterator[object]:
 class Opened:
     """A page in the browser, with every request it made and every error it logged."""
 
-    def __init__(self, browser: object, path: Path) -> None:
-        self.page = browser.new_page(viewport={"width": 1440, "height": 800})
+    def __init__(self, browser: object, path: Path, **options: object) -> None:
+        self.page = browser.new_page(viewport={"width": 1440, "height": 800}, **options)
         self.url = path.resolve().as_uri()
         self.requests: list[str] = []
         self.errors: list[str] = []
@@ -310,6 +310,18 @@ def test_a_drawn_digit_is_what_predict_py_makes_of_the_canvas(
     opened.page.click("#clear")
     assert opened.state()["input"] == [0.0] * 784
     opened.check_clean()
+
+
+def test_a_finger_draws_too(browser: object, page_file: Path) -> None:
+    opened = Opened(browser, page_file, has_touch=True)
+    box = opened.page.locator("#draw").bounding_box()
+    opened.page.touchscreen.tap(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"])
+    state = opened.state()
+    assert state["strokes"] == 1 and max(state["input"]) > 0.5
+    expected = image_to_mnist(canvas_png(opened)).numpy()
+    assert np.abs(np.array(state["input"]) - expected).mean() < 0.02
+    opened.check_clean()
+    opened.page.close()
 
 
 def rgba_bytes(image: Image.Image) -> list[int]:
