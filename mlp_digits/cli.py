@@ -190,6 +190,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--accelerator", choices=["cpu", "gpu", "auto"], default="cpu", help="(default: cpu)"
     )
+    parser.add_argument(
+        "--projector",
+        action="store_true",
+        help="also write the hidden layers' activations of the split's images for "
+        "TensorBoard's PROJECTOR tab (beside the run's logs)",
+    )
     return parser
 
 

@@ -29,6 +29,7 @@ from mlp_digits.chunked import NonFiniteCost
 from mlp_digits.data import DataError, MNISTDataModule
 from mlp_digits.model import DigitsMLP
 from mlp_digits.pictures import TensorBoardPictures
+from mlp_digits.projector import write_evaluation_projector, write_projector
 
 PRECISIONS = {"32": "32-true", "64": "64-true"}
 
@@ -353,6 +354,8 @@ def train(args: Namespace) -> int:
     print(count_line("Test", trainer.callback_metrics, "test"), flush=True)
     if run.logger is None:
         return 0
+    if args.images_every and "val" in datamodule.splits:
+        write_projector(run.logger.experiment, model, *datamodule.splits["val"], model.sgd_steps)
     run_dir = Path(run.logger.log_dir)
     print(
         f"Run: {run_dir} (best: {Path(run.best.best_model_path).name}, last: last.ckpt in "
@@ -391,6 +394,8 @@ def evaluate(args: Namespace) -> int:
     label = "Test" if stage == "test" else "Validation"
     print(count_line(label, trainer.callback_metrics, stage))
     print(per_digit_table(model.confusion_matrix))
+    if args.projector:
+        print(write_evaluation_projector(args.checkpoint, model, *datamodule.splits[stage], stage))
     return 0
 
 

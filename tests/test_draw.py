@@ -1,0 +1,523 @@
+"""mlp_digits.draw and scripts/draw.py: the page, checked in a real browser against Python.
+
+Headless Chromium (Debian's ``chromium``) driven by Playwright for Python: the page must run
+the network as DigitsMLP does, convert a drawing as ``predict.image_to_mnist`` converts the
+canvas saved as PNG, answer switched-off neurons and moved biases as the Python model does,
+fetch nothing and log no error. Without Chromium or Playwright the browser tests skip, except
+under CI (the ``CI`` environment variable), where they fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import REPO, SHARED_MNIST, quiet_trainer, write_mnist
+from PIL import Image, ImageDraw
+
+from mlp_digits import backprop as bp
+from mlp_digits.data import DataError, load_mnist
+from mlp_digits.draw import N_RIGHT, N_WRONG, build_page, pick_examples, write_page
+from mlp_digits.model import DigitsMLP
+from mlp_digits.predict import image_to_mnist
+
+SCRIPT = REPO / "scripts" / "draw.py"
+HAVE_MNIST = (SHARED_MNIST / "MNIST" / "raw").is_dir()
+ENABLE = (
+    "apt-get install chromium && pip install playwright (its own browser download is not needed)"
+)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+TOLERANCE = 1e-5  # page (float64 arithmetic on float32 weights) vs the float32 model
+NEXT_FRAME = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+
+
+# --- a trained network, its checkpoint and its page ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("draw")
+
+
+@pytest.fixture(scope="module")
+def data_dir(files: Path) -> Path:
+    """The real 5,000-image subset when shared, else separable digits written here."""
+    return SHARED_MNIST if HAVE_MNIST else write_mnist(files / "data", n_train=1000)
+
+
+def train(sizes: tuple[int, ...], data_dir: Path, epochs: int) -> DigitsMLP:
+    """The book's network and SGD (η 3.0, batches of 10, N(0, 1) start), a few epochs."""
+    torch.manual_seed(0)
+    x, targets = load_mnist(data_dir, "train")
+    y = F.one_hot(targets, 10).float()
+    model = DigitsMLP(sizes=sizes, lr=3.0)
+    optimizer = model.configure_optimizers()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x)).split(10):
+                optimizer.zero_grad()
+                bp.cost(model(x[idx]), y[idx]).backward()
+                optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def save_checkpoint(model: DigitsMLP, path: Path) -> Path:
+    """Write ``model`` as Lightning's ``Trainer.save_checkpoint`` does for train.py."""
+    trainer = quiet_trainer()
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(files: Path, data_dir: Path) -> Path:
+    return save_checkpoint(train((784, 16, 16, 10), data_dir, epochs=2), files / "net.ckpt")
+
+
+@pytest.fixture(scope="module")
+def model(checkpoint: Path) -> DigitsMLP:
+    return DigitsMLP.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True).eval()
+
+
+@pytest.fixture(scope="module")
+def page_file(checkpoint: Path, data_dir: Path, files: Path) -> Path:
+    return write_page(checkpoint, files / "page.html", data_dir)
+
+
+# --- the browser ---------------------------------------------------------------------------
+
+
+def unavailable(what: str) -> None:
+    """Skip, one line saying how to enable the browser tests; under CI, fail instead."""
+    message = f"{what} not found; to run the browser tests: {ENABLE}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package")
+    executable = shutil.which("chromium")
+    if executable is None:
+        unavailable("chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Opened:
+    """A page in the browser, with every request it made and every error it logged."""
+
+    def __init__(self, browser: object, path: Path, **options: object) -> None:
+        self.page = browser.new_page(viewport={"width": 1440, "height": 800}, **options)
+        self.url = path.resolve().as_uri()
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(self.url)
+
+    def state(self) -> dict:
+        self.page.evaluate(NEXT_FRAME)
+        return self.page.evaluate("() => mlp.state()")
+
+    def check_clean(self) -> None:
+        """Nothing fetched but the page itself, nothing logged as an error."""
+        assert self.errors == []
+        assert self.requests == [self.url]
+
+
+@pytest.fixture
+def opened(browser: object, page_file: Path) -> Iterator[Opened]:
+    page = Opened(browser, page_file)
+    yield page
+    page.page.close()
+
+
+# --- drawing with the mouse ----------------------------------------------------------------
+
+SEVEN = [[(0.3, 0.25), (0.8, 0.25), (0.7, 0.5), (0.55, 0.9)], [(0.45, 0.55), (0.75, 0.55)]]
+
+
+def draw(opened: Opened, strokes: list[list[tuple[float, float]]]) -> None:
+    """Strokes given as fractions of the canvas, drawn by Playwright's mouse."""
+    box = opened.page.locator("#draw").bounding_box()
+    mouse = opened.page.mouse
+
+    def at(p: tuple[float, float]) -> tuple[float, float]:
+        return box["x"] + p[0] * box["width"], box["y"] + p[1] * box["height"]
+
+    for stroke in strokes:
+        mouse.move(*at(stroke[0]))
+        mouse.down()
+        for point in stroke[1:]:
+            mouse.move(*at(point), steps=6)
+        mouse.up()
+
+
+def canvas_png(opened: Opened) -> Image.Image:
+    """The drawing canvas saved as a PNG file would be."""
+    url = opened.page.evaluate("() => document.getElementById('draw').toDataURL('image/png')")
+    return Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+
+
+def python_layers(model: DigitsMLP, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's activations, input first, by the book's feedforward on the model's
+    own float32 weights."""
+    with torch.no_grad():
+        activations, _ = bp.feedforward(model.weights, model.biases, x.float())
+    return activations
+
+
+def answer(outputs: list[float]) -> int:
+    return int(np.argmax(outputs))
+
+
+# --- the page as a file ---------------------------------------------------------------------
+
+
+def test_the_page_is_one_small_file_that_names_no_other(page_file: Path) -> None:
+    text = page_file.read_text(encoding="utf-8")
+    assert page_file.stat().st_size < 1_000_000
+    assert "<script src" not in text and '<link rel="stylesheet"' not in text
+    for attribute in ("src=", "href="):
+        for rest in text.split(attribute)[1:]:
+            assert rest.startswith('"data:'), f"{attribute}{rest[:40]}"
+    assert "http://" not in text and "https://" not in text
+
+
+def test_a_title_cannot_break_out_of_the_page(model: DigitsMLP) -> None:
+    text = build_page(model, [], "a</script><script>alert(1)</script>.ckpt")
+    assert "alert(1)</script>.ckpt" not in text
+    assert "a&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;.ckpt" in text
+
+
+def test_examples_are_test_digits_read_right_then_wrong(model: DigitsMLP, data_dir: Path) -> None:
+    x, targets = load_mnist(data_dir, "test")
+    examples = pick_examples(model, x, targets)
+    predicted = model(x).argmax(dim=1)
+    right = [e for e in examples if e["label"] == e["predicted"]]
+    wrong = [e for e in examples if e["label"] != e["predicted"]]
+    assert examples == right + wrong
+    assert len(right) == N_RIGHT and sorted(e["label"] for e in right) == list(range(10))
+    assert 0 < len(wrong) <= N_WRONG
+    for e in examples:
+        pixels = np.frombuffer(base64.b64decode(e["pixels"]), dtype=np.uint8)
+        np.testing.assert_allclose(pixels / 255, x[e["index"]].numpy(), atol=0.5 / 255)
+        assert (e["label"], e["predicted"]) == (
+            int(targets[e["index"]]),
+            int(predicted[e["index"]]),
+        )
+
+
+class Evil:
+    """A checkpoint that would create a file if unpickled with full trust."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Callable, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+def test_bad_checkpoints_are_one_line_data_errors(files: Path, data_dir: Path) -> None:
+    corrupt = files / "corrupt.ckpt"
+    corrupt.write_bytes(b"not a checkpoint")
+    evil, marker = files / "evil.ckpt", files / "marker"
+    torch.save({"state_dict": {}, "x": Evil(marker)}, evil)
+    wrong = save_checkpoint(DigitsMLP(sizes=(784, 16, 5)), files / "five.ckpt")
+    says = {files / "missing.ckpt": "no such file", corrupt: "not a DigitsMLP checkpoint"}
+    says |= {evil: "outside torch's safe set", wrong: "784 in and 10 out"}
+    for path, message in says.items():
+        with pytest.raises(DataError, match=message) as error:
+            write_page(path, files / "bad.html", data_dir)
+        assert "\n" not in str(error.value)
+    assert not marker.exists() and not (files / "bad.html").exists()
+    torch.load(evil, weights_only=False)  # what must never happen: the payload is live
+    assert marker.exists()
+
+
+# --- in the browser ---------------------------------------------------------------------------
+
+
+def test_the_page_runs_the_network_as_python_does(
+    opened: Opened, model: DigitsMLP, data_dir: Path
+) -> None:
+    """20 real test images through the page: every layer equals the model's to 1e-5."""
+    x, _ = load_mnist(data_dir, "test")
+    x = x[:20]
+    pages = opened.page.evaluate(
+        "xs => xs.map(x => { mlp.setInput(x); return mlp.state().activations; })", x.tolist()
+    )
+    layers = python_layers(model, x)
+    for l, layer in enumerate(layers):
+        page_layer = np.array([activations[l] for activations in pages])
+        np.testing.assert_allclose(page_layer, layer.numpy(), atol=TOLERANCE, rtol=0)
+    assert layers[-1].std() > 0.1  # a trained network: outputs that differ
+    opened.check_clean()
+
+
+def test_a_drawn_digit_is_what_predict_py_makes_of_the_canvas(
+    opened: Opened, model: DigitsMLP
+) -> None:
+    draw(opened, SEVEN)
+    state = opened.state()
+    assert state["strokes"] == 2
+    expected = image_to_mnist(canvas_png(opened))
+    page_input = np.array(state["input"])
+    assert np.abs(page_input - expected.numpy()).mean() < 0.02
+    assert page_input.max() == pytest.approx(1.0) and (page_input > 0).sum() > 40
+    assert answer(state["activations"][-1]) == int(model(expected[None]).argmax())
+
+    opened.page.click("#undo")  # the bar of the seven goes, and the input follows the canvas
+    state = opened.state()
+    assert state["strokes"] == 1
+    expected = image_to_mnist(canvas_png(opened)).numpy()
+    assert np.abs(np.array(state["input"]) - expected).mean() < 0.02
+    assert np.abs(expected - page_input).mean() > 0.02
+
+    opened.page.click("#clear")
+    assert opened.state()["input"] == [0.0] * 784
+    opened.check_clean()
+
+
+def test_a_finger_draws_too(browser: object, page_file: Path) -> None:
+    opened = Opened(browser, page_file, has_touch=True)
+    box = opened.page.locator("#draw").bounding_box()
+    opened.page.touchscreen.tap(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"])
+    state = opened.state()
+    assert state["strokes"] == 1 and max(state["input"]) > 0.5
+    expected = image_to_mnist(canvas_png(opened)).numpy()
+    assert np.abs(np.array(state["input"]) - expected).mean() < 0.02
+    opened.check_clean()
+    opened.page.close()
+
+
+def rgba_bytes(image: Image.Image) -> list[int]:
+    return list(image.convert("RGBA").tobytes())
+
+
+def pictures() -> dict[str, Image.Image]:
+    """Images that take every branch of the conversion: dark ink on light paper, grey
+    paper, a wide digit, a tiny image, a blank one."""
+
+    def sheet(size: tuple[int, int], paper: int, ink: int, lines: list, width: int) -> Image.Image:
+        image = Image.new("RGB", size, (paper, paper, paper))
+        for line in lines:
+            ImageDraw.Draw(image).line(line, fill=(ink, ink // 2, ink), width=width, joint="curve")
+        return image
+
+    return {
+        "pencil on paper": sheet((90, 130), 235, 30, [[(20, 20), (70, 25), (35, 110)]], 7),
+        "grey paper": sheet(
+            (200, 120), 140, 250, [[(30, 60), (170, 50)], [(60, 20), (80, 100)]], 9
+        ),
+        "wide": sheet((300, 60), 0, 255, [[(10, 30), (290, 25)]], 5),
+        "tiny": sheet((9, 7), 0, 255, [[(2, 1), (6, 5)]], 1),
+        "blank": sheet((50, 50), 128, 128, [], 1),
+    }
+
+
+@pytest.mark.parametrize("name", list(pictures()))
+def test_the_page_converts_images_as_predict_py(opened: Opened, name: str) -> None:
+    image = pictures()[name]
+    page_pixels = opened.page.evaluate(
+        "([rgba, w, h]) => mlp.toMnist(rgba, w, h)", [rgba_bytes(image), *image.size]
+    )
+    np.testing.assert_allclose(page_pixels, image_to_mnist(image).numpy(), atol=1e-5, rtol=0)
+
+
+def neuron_position(opened: Opened, l: int, j: int) -> tuple[float, float]:
+    """Where neuron j of layer l is on the screen."""
+    box = opened.page.locator("#net").bounding_box()
+    x, y = opened.page.evaluate(f"() => mlp.position({l}, {j})")
+    return box["x"] + x, box["y"] + y
+
+
+def test_switching_off_and_moving_a_bias_change_the_outputs_as_in_python(
+    opened: Opened, model: DigitsMLP, data_dir: Path
+) -> None:
+    x, _ = load_mnist(data_dir, "test")
+    digit = x[0]
+    opened.page.evaluate("x => mlp.setInput(x)", digit.tolist())
+    trained = opened.state()["activations"]
+
+    # Switch off the first hidden layer's most active neuron, by clicking it and its box.
+    j = int(np.argmax(trained[1]))
+    opened.page.mouse.click(*neuron_position(opened, 1, j))
+    opened.page.check("#n-off")
+    # Move the bias of output neuron 3 with its slider.
+    opened.page.mouse.click(*neuron_position(opened, 3, 3))
+    opened.page.evaluate(
+        """() => { const s = document.getElementById('n-bias');
+                   s.value = Number(s.value) + 4.25; s.dispatchEvent(new Event('input')); }"""
+    )
+    state = opened.state()
+    new_bias = state["biases"][2][3]
+    assert new_bias == pytest.approx(model.layers[2].bias[3].item() + 4.25, abs=1e-6)
+
+    changed = DigitsMLP(sizes=model.hparams.sizes)
+    changed.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        changed.layers[2].bias[3] = new_bias
+    # Neuron j's activation, on its way into the next layer, is 0.
+    changed.layers[1].register_forward_pre_hook(
+        lambda _, a: (a[0].index_fill(-1, torch.tensor(j), 0),)
+    )
+    with torch.no_grad():
+        expected = changed(digit[None])[0].numpy()
+    np.testing.assert_allclose(state["activations"][-1], expected, atol=TOLERANCE, rtol=0)
+    assert state["activations"][1][j] == 0
+    assert np.abs(np.array(trained[-1]) - expected).max() > 0.01  # the change changed something
+
+    opened.page.click("#reset")
+    np.testing.assert_allclose(opened.state()["activations"][-1], trained[-1], atol=0, rtol=0)
+    assert not opened.page.is_checked("#n-off")
+    opened.check_clean()
+
+
+def test_test_digits_noise_and_blank(opened: Opened, model: DigitsMLP, data_dir: Path) -> None:
+    x, targets = load_mnist(data_dir, "test")
+    buttons = opened.page.locator("#examples button")
+    wrong = opened.page.locator("#examples button.wrong")
+    assert buttons.count() == N_RIGHT + wrong.count() and 0 < wrong.count() <= N_WRONG
+    wrong.first.click()  # a digit the network gets wrong: the page shows it as Python reads it
+    state = opened.state()
+    index = int(opened.page.locator("#source").inner_text().split("#")[1].split(",")[0])
+    np.testing.assert_allclose(state["input"], x[index].numpy(), atol=0.5 / 255)
+    true, shown = wrong.first.locator("span").inner_text().split("→")
+    assert int(true) == int(targets[index]) != int(shown)
+    assert answer(state["activations"][-1]) == int(shown) == int(model(x[index][None]).argmax())
+
+    opened.page.click("#noise")
+    noise = np.array(opened.state()["input"])
+    assert noise.min() >= 0 and noise.max() <= 1 and noise.std() > 0.2
+    opened.page.click("#blank")
+    assert opened.state()["input"] == [0.0] * 784
+    opened.check_clean()
+
+
+def test_a_screenshot_after_drawing_shows_the_network(opened: Opened, files: Path) -> None:
+    draw(opened, SEVEN)
+    opened.page.mouse.click(*neuron_position(opened, 1, 0))
+    opened.page.evaluate(NEXT_FRAME)
+    path = files / "draw.png"
+    opened.page.screenshot(path=str(path))
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert ((b > 200) & (r < 130) & (g < 180)).sum() > 500  # blue connections
+    assert ((r > 200) & (g < 120) & (b < 120)).sum() > 500  # red connections
+    assert ((r > 230) & (g > 190) & (b < 110)).sum() > 50  # the answer, highlighted
+    print(f"screenshot: {path}")
+    opened.check_clean()
+
+
+def test_a_wide_layer_is_drawn_as_its_first_neurons_and_a_count(
+    browser: object, files: Path, data_dir: Path
+) -> None:
+    torch.manual_seed(1)
+    wide = DigitsMLP(sizes=(784, 100, 10)).eval()
+    path = write_page(save_checkpoint(wide, files / "wide.ckpt"), files / "wide.html", data_dir)
+    opened = Opened(browser, path)
+    assert opened.page.evaluate("() => mlp.shown") == [784, 30, 10]
+    x, _ = load_mnist(data_dir, "test")
+    opened.page.evaluate("x => mlp.setInput(x)", x[1].tolist())
+    pages = opened.state()["activations"]
+    for page_layer, layer in zip(pages, python_layers(wide, x[1][None])):
+        np.testing.assert_allclose(page_layer, layer[0].numpy(), atol=TOLERANCE, rtol=0)
+    opened.check_clean()
+    opened.page.close()
+
+
+# --- scripts/draw.py -----------------------------------------------------------------------
+
+
+def run_script(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DISPLAY": "", "WAYLAND_DISPLAY": ""},
+    )
+
+
+def test_script_writes_the_page_beside_the_checkpoint_and_serves_it(
+    checkpoint: Path, data_dir: Path, files: Path
+) -> None:
+    """A page beside the checkpoint; a port in use is one line naming it (exit 1); --serve
+    serves the page on 127.0.0.1 and stops cleanly on Ctrl-C. (Bad checkpoints: above.)"""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    busy_port = busy.getsockname()[1]
+    data = ["--data-dir", str(data_dir)]
+    # Every run at once: each spends seconds importing torch.
+    write = run_script("--checkpoint", str(checkpoint), *data)
+    in_use = run_script("--checkpoint", str(checkpoint), *data, "--serve", str(busy_port))
+    served = run_script(
+        "--checkpoint", str(checkpoint), *data, "--serve", "0", "--output", str(files / "s.html")
+    )
+    try:
+        out, err = write.communicate(timeout=180)
+        assert (write.returncode, out, err) == (0, f"{checkpoint.with_suffix('.html')}\n", "")
+        text = checkpoint.with_suffix(".html").read_text(encoding="utf-8")
+        assert '"sizes":[784,16,16,10]' in text
+
+        out, err = in_use.communicate(timeout=180)
+        assert in_use.returncode == 1 and "Traceback" not in err
+        assert (
+            err == f"error: port {busy_port} on 127.0.0.1 is in use; choose another --serve PORT\n"
+        )
+
+        assert served.stdout.readline() == f"{files / 's.html'}\n"
+        line = served.stdout.readline()
+        assert line.startswith("Serving http://127.0.0.1:") and line.endswith(
+            "/ (Ctrl-C to stop)\n"
+        )
+        url = line.split()[1]
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == (files / "s.html").read_bytes()
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url + "elsewhere", timeout=30)
+        served.send_signal(signal.SIGINT)
+        out, err = served.communicate(timeout=60)
+        assert (served.returncode, out, err) == (0, "Stopped.\n", "")
+    finally:
+        busy.close()
+        for proc in (write, in_use, served):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
