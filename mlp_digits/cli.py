@@ -15,7 +15,8 @@ import torch
 from lightning.pytorch.strategies import StrategyRegistry
 
 from mlp_digits.data import DataError
-from mlp_digits.model import BACKPROPS, DEFAULT_SIZES, INITS
+from mlp_digits.model import BACKPROPS, INITS
+from mlp_digits.shapes import DEFAULT_SIZES, check_mnist_sizes
 
 
 def positive_int(text: str) -> int:
@@ -199,21 +200,17 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_mnist_sizes(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
+def check_sizes(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
     """--sizes for MNIST: at least two layers, 784 inputs, 10 outputs (else exit 2)."""
-    if len(sizes) < 2:
-        parser.error("--sizes needs at least two layers, e.g. 784 10")
-    if sizes[0] != 784 or sizes[-1] != 10:
-        parser.error(
-            f"--sizes {' '.join(map(str, sizes))}: MNIST needs 784 inputs and 10 outputs, "
-            "so the sizes must start with 784 and end with 10"
-        )
+    problem = check_mnist_sizes(sizes)
+    if problem:
+        parser.error(f"--sizes {' '.join(map(str, sizes))}: {problem}")
 
 
 def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks of train.py's flags that need more than one flag, or the machine; each failure
     is parser.error (exit 2)."""
-    check_mnist_sizes(parser, args.sizes)
+    check_sizes(parser, args.sizes)
     largest = torch.finfo(torch.float64 if str(args.precision) == "64" else torch.float32).max
     if args.lr > largest:
         parser.error(

@@ -29,29 +29,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mlp_digits.checkpoint import load_checkpoint, one_line, read_checkpoint
+from mlp_digits.checkpoint import one_line, read_checkpoint
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.model import DigitsMLP
+from mlp_digits.predict import load_model
 
-N_INPUTS, N_OUTPUTS = 784, 10
 N_RIGHT = 10  # test digits the network reads right: the first of each digit
 N_WRONG = 8  # ... and the first ones it gets wrong
 HOST = "127.0.0.1"
 
 
 # --- what goes into the page --------------------------------------------------------------
-
-
-def load_model(path: str | os.PathLike) -> DigitsMLP:
-    """The checkpoint's network, checked to read MNIST (784 inputs, 10 outputs)."""
-    model = load_checkpoint(path)
-    sizes = list(model.hparams.sizes)
-    if (sizes[0], sizes[-1]) != (N_INPUTS, N_OUTPUTS):
-        raise DataError(
-            f"checkpoint {path}: the network takes {sizes[0]} inputs and gives {sizes[-1]} "
-            f"outputs; the page draws MNIST networks, {N_INPUTS} in and {N_OUTPUTS} out"
-        )
-    return model.eval()
 
 
 def float32_base64(t: Tensor) -> str:

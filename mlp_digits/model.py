@@ -24,8 +24,8 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mlp_digits import backprop as bp
 from mlp_digits.chunked import ChunkedSGD
+from mlp_digits.shapes import DEFAULT_SIZES
 
-DEFAULT_SIZES = (784, 16, 16, 10)  # the video's network: 784 pixels in, 10 digits out
 INITS = ("gaussian", "scaled")
 BACKPROPS = ("autograd", "manual")
 SATURATED = 1e-3  # an output activation this close to 0 or 1 has all but stopped learning

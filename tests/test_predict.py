@@ -51,15 +51,13 @@ def train_small_model(epochs: int = 3, batch_size: int = 10) -> DigitsMLP:
     x, targets = training_images()
     y = F.one_hot(targets, 10).float()
     model = DigitsMLP(sizes=(784, 30, 10), lr=3.0, init="scaled")
-    optimizer = torch.optim.SGD(model.parameters(), lr=3.0)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # batches of 10: a second thread only adds contention
     try:
         for _ in range(epochs):
             for idx in torch.randperm(len(x)).split(batch_size):
-                optimizer.zero_grad()
-                ((model(x[idx]) - y[idx]) ** 2).sum(1).mean().div(2).backward()
-                optimizer.step()
+                model.sgd_step(x[idx], y[idx])
     finally:
         torch.set_num_threads(threads)
     return model

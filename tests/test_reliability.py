@@ -28,7 +28,7 @@ TRAIN = str(REPO / "scripts" / "train.py")
 def start_training(*args: str) -> subprocess.Popen:
     # A child of a non-interactive shell inherits an ignored SIGINT: restore the default.
     return subprocess.Popen(
-        [sys.executable, TRAIN, *args],
+        [sys.executable, TRAIN, "--accelerator", "cpu", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -38,7 +38,10 @@ def start_training(*args: str) -> subprocess.Popen:
 
 def run_train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, TRAIN, *args], capture_output=True, text=True, timeout=300
+        [sys.executable, TRAIN, "--accelerator", "cpu", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

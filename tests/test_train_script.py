@@ -33,7 +33,7 @@ TEST_LINE = re.compile(r"^Test: (\d+) / (\d+) correct \((\d+\.\d\d)%\)$", re.M)
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / name), *args],
+        [sys.executable, str(REPO / "scripts" / name), "--accelerator", "cpu", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -68,6 +68,19 @@ def test_train_exits_0_and_prints_a_line_per_epoch_and_the_test_line(two_epoch_r
     test = TEST_LINE.search(result.stdout)
     assert test and int(test.group(2)) == 200
     assert "tensorboard --logdir" in result.stdout
+
+
+def test_a_normal_run_prints_its_lines_and_no_framework_chatter(two_epoch_run) -> None:
+    result, _, logdir = two_epoch_run
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "Epoch 0",
+        "Epoch 1",
+        "Test",
+        "Run",
+        "View it",
+    ]
+    assert result.stderr == ""  # no "GPU available", "TPU available", tips or warnings
 
 
 def test_event_file_holds_exactly_the_documented_scalar_tags(two_epoch_run) -> None:
