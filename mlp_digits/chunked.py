@@ -119,13 +119,12 @@ class ChunkedSGD(L.LightningModule):
             values = {name: float(value) for name, value in metrics.items()}
             self.logger.log_metrics(values, step=self.sgd_steps)
 
-    def average_over_processes(self, grads: list[Tensor]) -> list[Tensor]:
-        """The mean of every process's gradients, by one all-reduce (one process: as they are)."""
-        if self.world_size == 1:
-            return grads
-        flat = torch.cat([g.reshape(-1) for g in grads])
+    def average_over_processes(self, *grads: list[Tensor]) -> tuple[list[Tensor], ...]:
+        """The mean over the processes of each list of gradients, by one all-reduce."""
+        flat = torch.cat([g.reshape(-1) for group in grads for g in group])
         flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
-        return [part.view_as(g) for part, g in zip(flat.split([g.numel() for g in grads]), grads)]
+        parts = iter(flat.split([g.numel() for group in grads for g in group]))
+        return tuple([next(parts).view_as(g) for g in group] for group in grads)
 
     def check_finite(self, costs: Tensor, first_step: int) -> None:
         """Stop at a NaN or infinite cost, naming its step; every rank stops at this chunk.

@@ -73,7 +73,10 @@ class DigitsMLP(ChunkedSGD):
         self.lr, self.backprop, self.check_every = lr, backprop, check_gradients_every
         self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes, sizes[1:]))
         self.reset_parameters(init)
-        self.last_gradients: list[Tensor] = []  # of the latest SGD step, for the histograms
+        # The book's lists of Wˡ and bˡ: the layers' own tensors, named for the equations.
+        self.weights = [layer.weight for layer in self.layers]
+        self.biases = [layer.bias for layer in self.layers]
+        self.last_gradients: tuple[list[Tensor], list[Tensor]] = ([], [])  # for the histograms
 
         n_classes = sizes[-1]
         self.val_cost, self.test_cost = MeanMetric(), MeanMetric()
@@ -94,19 +97,6 @@ class DigitsMLP(ChunkedSGD):
             layer.weight.normal_(0.0, std)
             layer.bias.normal_(0.0, 1.0)
 
-    @property
-    def weights(self) -> list[Tensor]:
-        return [layer.weight for layer in self.layers]
-
-    @property
-    def biases(self) -> list[Tensor]:
-        return [layer.bias for layer in self.layers]
-
-    @property
-    def params(self) -> list[Tensor]:
-        """W⁰, b⁰, W¹, b¹, ...: the order of ``parameters()`` and of the gradients below."""
-        return [p for layer in self.layers for p in (layer.weight, layer.bias)]
-
     def forward(self, x: Tensor) -> Tensor:
         """Output activations (m, 10) for pixels x (m, 784) in [0, 1]."""
         activations, _ = bp.feedforward(self.weights, self.biases, x)
@@ -118,40 +108,48 @@ class DigitsMLP(ChunkedSGD):
 
     # --- learning -------------------------------------------------------------------------
 
-    def gradients(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The cost C of the mini-batch (x, y) and ∂C/∂θ for θ in ``params``."""
-        if self.backprop == "manual":
+    def gradients(
+        self, x: Tensor, y: Tensor, backprop: str | None = None
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The cost C of the mini-batch (x, y), and ``(nabla_w, nabla_b)``: ∂C/∂W and ∂C/∂b
+        for every layer, by BP1–BP4 or by autograd (``backprop``, by default the model's)."""
+        weights, biases = self.weights, self.biases
+        if (backprop or self.backprop) == "manual":
             with torch.no_grad():
-                activations, zs = bp.feedforward(self.weights, self.biases, x)
-                nabla_w, nabla_b = bp.backward(self.weights, activations, zs, y)  # BP1-BP4
-            cost = bp.cost(activations[-1], y)
-            return cost, [g for pair in zip(nabla_w, nabla_b) for g in pair]
+                activations, zs = bp.feedforward(weights, biases, x)
+                nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
+                return bp.cost(activations[-1], y), nabla_w, nabla_b
         with torch.enable_grad():
-            cost = bp.cost(self(x), y)
-            return cost.detach(), list(torch.autograd.grad(cost, self.params))
+            activations, _ = bp.feedforward(weights, biases, x)
+            cost = bp.cost(activations[-1], y)
+            nablas = torch.autograd.grad(cost, [*weights, *biases])
+        n = len(weights)
+        return cost.detach(), list(nablas[:n]), list(nablas[n:])
 
     def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One step of SGD on the mini-batch (x, y); returns its cost before the update."""
         if self.check_every and (self.sgd_steps + 1) % self.check_every == 0:
             self.check_gradients(x, y)
-        cost, nablas = self.gradients(x, y)
-        nablas = self.average_over_processes(nablas)  # several processes: one step for all
+        cost, nabla_w, nabla_b = self.gradients(x, y)
+        if self.world_size > 1:  # several processes: all take the step of their mean gradient
+            nabla_w, nabla_b = self.average_over_processes(nabla_w, nabla_b)
         with torch.no_grad():
-            for w, nabla_w in zip(self.params, nablas):
-                w.sub_(nabla_w, alpha=self.lr)  # w ← w − η ∂C/∂w
-        self.last_gradients = nablas
+            for w, nw in zip(self.weights, nabla_w):
+                w.sub_(nw, alpha=self.lr)  # w ← w − η ∂C/∂w
+            for b, nb in zip(self.biases, nabla_b):
+                b.sub_(nb, alpha=self.lr)  # b ← b − η ∂C/∂b
+        self.last_gradients = (nabla_w, nabla_b)
         return cost
 
     def check_gradients(self, x: Tensor, y: Tensor) -> None:
         """Log ‖manual − autograd‖ / ‖autograd‖ for every tensor, on this step's mini-batch."""
-        with torch.no_grad():
-            nabla_w, nabla_b = bp.backprop(self.weights, self.biases, x, y)
-        with torch.enable_grad():
-            auto = torch.autograd.grad(bp.cost(self(x), y), self.params)
-        names = [name for name, _ in self.named_parameters()]
-        for name, manual, g in zip(names, [g for p in zip(nabla_w, nabla_b) for g in p], auto):
-            rel_error = (manual - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
-            self.log_step_scalar(f"grad_check/rel_error/{name}", rel_error, self.sgd_steps + 1)
+        _, *manual = self.gradients(x, y, "manual")
+        _, *auto = self.gradients(x, y, "autograd")
+        for kind, manual_grads, auto_grads in zip(("weight", "bias"), manual, auto):
+            for l, (m, g) in enumerate(zip(manual_grads, auto_grads)):
+                rel_error = (m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
+                tag = f"grad_check/rel_error/layers.{l}.{kind}"
+                self.log_step_scalar(tag, rel_error, self.sgd_steps + 1)
 
     # --- evaluation -----------------------------------------------------------------------
 

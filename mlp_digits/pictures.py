@@ -297,10 +297,10 @@ class TensorBoardPictures(L.Callback):
             writer.add_image("images/confusion_matrix", picture, step, dataformats="HWC")
         for name, param in pl_module.named_parameters():
             write_histogram(writer, f"weights/{name}", param, step)
-        names = [name for name, _ in pl_module.named_parameters()]
-        for name, grad in zip(names, pl_module.last_gradients):
-            write_histogram(writer, f"gradients/{name}", grad, step)
-        pl_module.last_gradients = []  # written once: a validation without training has none
+        for kind, grads in zip(("weight", "bias"), pl_module.last_gradients):
+            for l, grad in enumerate(grads):
+                write_histogram(writer, f"gradients/layers.{l}.{kind}", grad, step)
+        pl_module.last_gradients = ([], [])  # written once: a validation without training has none
 
     def confusion_picture(self, confusion: Tensor) -> np.ndarray:
         """``confusion_figure`` as RGB (H, W, 3) uint8, on a canvas kept from call to call."""

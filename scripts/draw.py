@@ -23,7 +23,6 @@ from mlp_digits.draw import serve, write_page
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Write a web page to draw digits and watch the network read them.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
     p.add_argument("--output", help="the HTML file (default: beside the checkpoint, .html)")

@@ -21,7 +21,6 @@ from mlp_digits.predict import format_results, load_model, predict_files
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Predict the digit in each image file; show the ten output activations.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
     p.add_argument(

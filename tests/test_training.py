@@ -51,7 +51,7 @@ def replay(data_dir: Path, val_size: int, seed: int, batch: int, epochs: int, lr
     """
     torch.manual_seed(seed)
     model = DigitsMLP(lr=lr)
-    params = [p.detach().double().clone() for p in model.params]
+    params = [p.detach().double().clone() for p in model.parameters()]
     x, targets = load_mnist(data_dir, "train")
     x, targets = x[:-val_size].double(), targets[:-val_size]
     costs = []
@@ -99,7 +99,7 @@ def test_one_update_per_lightning_step_and_the_default_chunk_give_the_same_weigh
     a, b = weights(one), weights(chunked)
     assert all(torch.equal(a[k], b[k]) for k in a)
     expected, _ = replay(data_601, 100, seed=0, batch=7, epochs=2)
-    for p, e in zip(chunked.model.params, expected):
+    for p, e in zip(chunked.model.parameters(), expected):
         assert (p.double() - e).abs().max() < 1e-4  # float32 against the float64 replay
 
 
