@@ -6,7 +6,7 @@ confusion matrix, and histograms of every weight, bias and last gradient.
 
     weight_tiles(weight)                  first-layer weight vectors as one coloured grid
     misclassified_grid(x, targets, out)   wrong digits, each labelled "7 → 1"
-    confusion_figure(confusion)           the 10x10 matrix with its counts, as a figure
+    ConfusionPicture(n).draw(confusion)   the 10x10 matrix with its counts, as a picture
     write_histogram(writer, tag, values)  add_histogram's record, ten times cheaper
     TensorBoardPictures(every_n_epochs)   a Lightning callback writing all of these
 """
@@ -21,8 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -41,7 +39,6 @@ TILE_HEIGHT, TILE_WIDTH = SIDE * ZOOM + LABEL_HEIGHT, SIDE * ZOOM
 MISCLASSIFIED_PER_ROW = 8
 EVAL_SLICE = 2000  # validation images per forward pass when looking for misclassified ones
 HISTOGRAM_BINS = 30
-NO_HINTING = {"text.hinting": "none"}
 ARROW_LENGTH, ARROW_GAP = 9, 3  # pixels of the "→" between true and predicted digit
 
 
@@ -141,81 +138,63 @@ def misclassified_grid(
     return tile_grid(torch.stack(tiles), MISCLASSIFIED_PER_ROW)
 
 
-def confusion_figure(confusion: Tensor, dpi: int = 80) -> Figure:
-    """The confusion matrix (rows: true digit, columns: predicted) with a count in each cell.
-
-    A ``Figure`` made without pyplot: no display, no global figure list to leak into.
-    The cell colour is the count; each count is white on dark cells and black on light ones.
-    Margins and label positions are fixed rather than "constrained" or automatic: those
-    measure every text again and would double the cost of drawing the figure each epoch.
-    """
-    n = len(confusion)
-    fig = Figure(figsize=(5, 5), dpi=dpi)
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.1, top=0.93)
-    ax = fig.add_subplot()
-    ax.imshow(np.zeros((n, n)), cmap="Blues")
-    for true in range(n):
-        for predicted in range(n):
-            ax.text(predicted, true, "", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xlabel("predicted digit")
-    ax.xaxis.set_label_coords(0.5, -0.07)
-    ax.set_ylabel("true digit")
-    ax.yaxis.set_label_coords(-0.08, 0.5)
-    ax.set_title("", y=1.01)
-    show_confusion(fig, confusion)
-    return fig
+CELL = 34  # pixels per cell of the confusion picture
+LEFT, TOP, BOTTOM = 46, 26, 38  # its margins: tick labels and axis names, title, ticks
+INK, PAPER = (0, 0, 0), (255, 255, 255)
 
 
-def show_confusion(fig: Figure, confusion: Tensor) -> None:
-    """Put new counts into a ``confusion_figure`` of the same size, in place."""
-    counts = confusion.detach().cpu().to(torch.int64).tolist()
-    (ax,) = fig.axes
-    total = sum(map(sum, counts))
-    correct = sum(counts[i][i] for i in range(len(counts)))
-    peak = max(max(map(max, counts)), 1)
-    ax.images[0].set_data(counts)
-    ax.images[0].set_clim(0, peak)
-    for text, value in zip(ax.texts, (value for row in counts for value in row)):
-        text.set_text(str(value))
-        text.set_color("white" if value > peak / 2 else "black")
-    accuracy = f"{100 * correct / total:.2f}% ({correct} / {total})" if total else "no images"
-    ax.set_title(f"accuracy {accuracy}", y=1.01)
+def confusion_title(confusion: Tensor) -> str:
+    """``accuracy 97.12% (9712 / 10000)``: the trace over the total, or ``no images``."""
+    correct, total = int(confusion.trace()), int(confusion.sum())
+    return f"accuracy {100 * correct / total:.2f}% ({correct} / {total})" if total else "no images"
 
 
-class ConfusionCanvas:
-    """A ``confusion_figure`` drawn again for each new matrix, as RGB (H, W, 3) uint8.
+class ConfusionPicture:
+    """The confusion matrix as RGB (H, W, 3) uint8: rows the true digit, columns the predicted
+    one, each cell coloured by its count (matplotlib's "Blues", from 0 to the largest count)
+    with the count written in it, white on dark cells and black on light ones.
 
-    What ``writer.add_figure`` would write, for under half its cost: that builds and draws a
-    new figure each time. Here the figure is built once, its fixed parts (axes, ticks,
-    labels) are drawn once into a saved background, and each matrix draws only the parts
-    that change: the cells, their counts, the title. Text hinting is off: a fifth cheaper
-    and as readable.
+    Drawn with Pillow on a copy of a background made once (tick labels, axis names): a few
+    milliseconds a matrix, where a matplotlib figure took ~70 ms, and it is drawn after every
+    validation epoch.
     """
 
-    def __init__(self, confusion: Tensor) -> None:
-        self.canvas = FigureCanvasAgg(confusion_figure(confusion))
-        self.n_cells = confusion.numel()
-        ax = self.canvas.figure.axes[0]
-        # Spines come after the cells: they are drawn over the cells' edges.
-        self.changing = [ax.images[0], *ax.spines.values(), *ax.texts, ax.title]
-        for artist in self.changing:
-            artist.set_visible(False)
-        with matplotlib.rc_context(NO_HINTING):
-            self.canvas.draw()
-        self.background = self.canvas.copy_from_bbox(self.canvas.figure.bbox)
-        for artist in self.changing:
-            artist.set_visible(True)
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.font = ImageFont.load_default(size=11)
+        self.colors = (np.asarray(matplotlib.colormaps["Blues"](np.linspace(0, 1, 256)))[:, :3]
+                       * 255).round().astype(np.uint8)  # fmt: skip
+        side = n * CELL
+        self.background = Image.new("RGB", (LEFT + side + 8, TOP + side + BOTTOM), PAPER)
+        draw = ImageDraw.Draw(self.background)
+        for k in range(n):
+            middle = LEFT + k * CELL + CELL // 2, TOP + k * CELL + CELL // 2
+            draw.text((middle[0], TOP + side + 4), str(k), fill=INK, font=self.font, anchor="mt")
+            draw.text((LEFT - 6, middle[1]), str(k), fill=INK, font=self.font, anchor="rm")
+        draw.text((LEFT + side // 2, TOP + side + 20), "predicted digit", INK, self.font, "mt")
+        label = Image.new("RGB", (side, 14), PAPER)
+        ImageDraw.Draw(label).text((side // 2, 0), "true digit", INK, self.font, "mt")
+        self.background.paste(label.rotate(90, expand=True), (8, TOP))
+
+    def cell_color(self, count: int, peak: int) -> tuple[int, int, int]:
+        return tuple(int(c) for c in self.colors[round(255 * count / peak)])
 
     def draw(self, confusion: Tensor) -> np.ndarray:
-        fig = self.canvas.figure
-        show_confusion(fig, confusion)
-        self.canvas.restore_region(self.background)
-        with matplotlib.rc_context(NO_HINTING):
-            for artist in self.changing:
-                fig.axes[0].draw_artist(artist)
-        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()  # the canvas is reused
+        counts = confusion.detach().cpu().to(torch.int64).tolist()
+        peak = max(max(map(max, counts)), 1)
+        picture = self.background.copy()
+        draw = ImageDraw.Draw(picture)
+        for true, row in enumerate(counts):
+            for predicted, count in enumerate(row):
+                left, top = LEFT + predicted * CELL, TOP + true * CELL
+                draw.rectangle([left, top, left + CELL - 1, top + CELL - 1],
+                               fill=self.cell_color(count, peak))  # fmt: skip
+                ink = PAPER if count > peak / 2 else INK
+                middle = (left + CELL // 2, top + CELL // 2)
+                draw.text(middle, str(count), fill=ink, font=self.font, anchor="mm")
+        side = self.n * CELL
+        draw.text((LEFT + side // 2, TOP - 8), confusion_title(confusion), INK, self.font, "ms")
+        return np.asarray(picture)
 
 
 def write_histogram(
@@ -253,7 +232,7 @@ class TensorBoardPictures(L.Callback):
 
         images/first_layer_weights    weight_tiles of the first layer
         images/misclassified          misclassified_grid of the validation images (if any)
-        images/confusion_matrix       confusion_figure of the validation epoch
+        images/confusion_matrix       ConfusionPicture of the validation epoch
         weights/<name>                every parameter, e.g. weights/layers.0.weight
         gradients/<name>              its gradient from the epoch's last SGD step
     """
@@ -262,7 +241,7 @@ class TensorBoardPictures(L.Callback):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
         self.every_n_epochs = every_n_epochs
-        self.canvas: ConfusionCanvas | None = None  # made at the first write
+        self.confusion: ConfusionPicture | None = None  # made at the first write
 
     def due(self, trainer: L.Trainer) -> bool:
         epoch = trainer.current_epoch
@@ -303,10 +282,10 @@ class TensorBoardPictures(L.Callback):
         pl_module.last_gradients = ([], [])  # written once: a validation without training has none
 
     def confusion_picture(self, confusion: Tensor) -> np.ndarray:
-        """``confusion_figure`` as RGB (H, W, 3) uint8, on a canvas kept from call to call."""
-        if self.canvas is None or self.canvas.n_cells != confusion.numel():
-            self.canvas = ConfusionCanvas(confusion)
-        return self.canvas.draw(confusion)
+        """``ConfusionPicture`` of the matrix, the picture's background kept between calls."""
+        if self.confusion is None or self.confusion.n != len(confusion):
+            self.confusion = ConfusionPicture(len(confusion))
+        return self.confusion.draw(confusion)
 
     @staticmethod
     def misclassified(trainer: L.Trainer, pl_module: L.LightningModule) -> Tensor | None:
