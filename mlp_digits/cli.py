@@ -135,7 +135,7 @@ def train_parser() -> argparse.ArgumentParser:
         "--steps-per-chunk",
         type=positive_int,
         default=None,
-        help="SGD steps per Lightning step (default: about 500 samples' worth)",
+        help="SGD steps per Lightning step (default: about 1,000 samples' worth)",
     )
     parser.add_argument(
         "--logdir", default="lightning_logs", help="TensorBoard folder (default: %(default)s)"

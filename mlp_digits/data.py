@@ -25,7 +25,7 @@ from torchvision.datasets import MNIST
 from torchvision.datasets.utils import check_integrity, extract_archive
 
 # A chunk of about this many samples amortises Lightning's per-step cost (see the module doc).
-CHUNK_SAMPLES = 500
+CHUNK_SAMPLES = 1000
 IMAGE_SIZE = 28
 N_CLASSES = 10
 RAW_FILES = {

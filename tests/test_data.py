@@ -259,9 +259,11 @@ def test_train_loader_serves_chunks_of_the_epochs_mini_batches(tiny_mnist: Path)
     assert torch.equal(targets, dm.splits["train"][1][first])
 
 
-def test_default_chunk_is_about_500_samples() -> None:
-    assert MNISTDataModule(batch_size=10).steps_per_chunk == 50
+def test_default_chunk_is_about_1000_samples() -> None:
+    assert MNISTDataModule(batch_size=10).steps_per_chunk == 100
+    assert MNISTDataModule(batch_size=7).steps_per_chunk == 143
     assert MNISTDataModule(batch_size=1000).steps_per_chunk == 1
+    assert MNISTDataModule(batch_size=5000).steps_per_chunk == 1
 
 
 def test_write_mnist_helper_makes_balanced_classes(tmp_path: Path) -> None:
