@@ -7,9 +7,12 @@ from typing import Any
 
 import lightning as L
 import pytest
+import torch
+import torch.nn.functional as F
 
 from mlp_digits.idx import separable_digits as separable_digits  # re-exported for the tests
 from mlp_digits.idx import write_separable_mnist
+from mlp_digits.model import DigitsMLP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-5k"
@@ -31,6 +34,30 @@ def quiet_trainer(**kwargs: Any) -> L.Trainer:
         enable_model_summary=False,
     )
     return L.Trainer(**(defaults | kwargs))
+
+
+def train_by_sgd(
+    model: DigitsMLP, x: torch.Tensor, targets: torch.Tensor, epochs: int, batch_size: int = 10
+) -> DigitsMLP:
+    """A few epochs of the model's own SGD steps over random mini-batches, in eval mode after."""
+    y = F.one_hot(targets, model.hparams.sizes[-1]).float()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batches of 10: a second thread only adds contention
+    try:
+        for _ in range(epochs):
+            for idx in torch.randperm(len(x)).split(batch_size):
+                model.sgd_step(x[idx], y[idx])
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def save_checkpoint(model: DigitsMLP, path: Path) -> Path:
+    """Write ``model`` as Lightning's own ``Trainer.save_checkpoint`` does, as train.py's are."""
+    trainer = quiet_trainer()
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return path
 
 
 @pytest.fixture

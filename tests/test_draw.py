@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from conftest import REPO, SHARED_MNIST, quiet_trainer, write_mnist
+from conftest import REPO, SHARED_MNIST, save_checkpoint, train_by_sgd, write_mnist
 from PIL import Image, ImageDraw
 
 from mlp_digits import backprop as bp
@@ -69,26 +68,7 @@ def data_dir(files: Path) -> Path:
 def train(sizes: tuple[int, ...], data_dir: Path, epochs: int) -> DigitsMLP:
     """The book's network and SGD (η 3.0, batches of 10, N(0, 1) start), a few epochs."""
     torch.manual_seed(0)
-    x, targets = load_mnist(data_dir, "train")
-    y = F.one_hot(targets, 10).float()
-    model = DigitsMLP(sizes=sizes, lr=3.0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x)).split(10):
-                model.sgd_step(x[idx], y[idx])
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
-
-
-def save_checkpoint(model: DigitsMLP, path: Path) -> Path:
-    """Write ``model`` as Lightning's ``Trainer.save_checkpoint`` does for train.py."""
-    trainer = quiet_trainer()
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
-    return path
+    return train_by_sgd(DigitsMLP(sizes=sizes, lr=3.0), *load_mnist(data_dir, "train"), epochs)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from conftest import REPO, SHARED_MNIST, quiet_trainer, separable_digits
+from conftest import REPO, SHARED_MNIST, save_checkpoint, separable_digits, train_by_sgd
 from PIL import Image, ImageDraw
 from PIL.ImageOps import invert
 
@@ -45,30 +44,11 @@ def training_images() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(images).reshape(-1, 784).float() / 255, torch.from_numpy(labels).long()
 
 
-def train_small_model(epochs: int = 3, batch_size: int = 10) -> DigitsMLP:
+def train_small_model(epochs: int = 3) -> DigitsMLP:
     """784-30-10, the book's network2 start, plain SGD: about 90% on MNIST's test set in ~1 s."""
     torch.manual_seed(0)
-    x, targets = training_images()
-    y = F.one_hot(targets, 10).float()
     model = DigitsMLP(sizes=(784, 30, 10), lr=3.0, init="scaled")
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # batches of 10: a second thread only adds contention
-    try:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x)).split(batch_size):
-                model.sgd_step(x[idx], y[idx])
-    finally:
-        torch.set_num_threads(threads)
-    return model
-
-
-def save_checkpoint(model: DigitsMLP, path: Path) -> Path:
-    """Write ``model`` as Lightning's own ``Trainer.save_checkpoint`` does, as train.py's are."""
-    trainer = quiet_trainer()
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
-    return path
+    return train_by_sgd(model, *training_images(), epochs=epochs)
 
 
 @pytest.fixture(scope="module")
