@@ -1,0 +1,410 @@
+"""StackedMLP: N networks of the same layer sizes, trained at once as one stack.
+
+Network k of the stack is the ``scripts/train.py`` run with its own seed and its own η: the
+same initial weights (``torch.manual_seed(seed_k)`` then ``DigitsMLP(...)``, as train.py
+draws them), the same mini-batches in the same order (``EpochPermutation(n, seed_k)``), the
+same update ``w ← w − η_k ∂C/∂w``. Only the arithmetic is shared:
+
+    weights[l]  (N, n_out, n_in)     biases[l]  (N, n_out)     x  (N, m, 784)
+
+so each layer is one batched matrix product for all N networks, and ``mlp_digits.backprop``
+(BP1–BP4 written once for one network or a stack) or autograd gives all N gradients at once.
+Autograd runs backward from the *sum* of the N costs: network k's weights enter only its
+own cost, so ∂(Σ_j C_j)/∂w_k = ∂C_k/∂w_k, each network's own gradient.
+
+The pixels stay uint8 on the device (a quarter of float32's bytes to gather every step) and
+become floats per mini-batch, exactly as ``data.load_mnist`` makes them: ``x / 255`` in
+float32, then the model's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlp_digits import backprop as bp
+from mlp_digits.data import EpochPermutation
+from mlp_digits.model import DigitsMLP
+
+# Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
+# once per chunk, and a chunk of uint8 pixels stays a few MB however many networks there are.
+CHUNK_SAMPLES = 5_000
+EVAL_FLOATS = 2**23  # activations per evaluation batch (N x images x widest layer)
+HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost")
+
+
+def pixels(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """uint8 pixels as floats in [0, 1]: bit for bit what ``load_mnist`` and train.py use."""
+    return x.float().div_(255).to(dtype)
+
+
+class StackPermutations:
+    """Every network's order of the training images for one epoch, one row per network.
+
+    Lightning calls ``set_epoch`` at the start of every epoch (as for PyTorch's samplers).
+    """
+
+    def __init__(self, n: int, seeds: Sequence[int], device: torch.device) -> None:
+        self.samplers = [EpochPermutation(n, seed, device) for seed in seeds]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.samplers[0].n
+
+    def permutations(self) -> Tensor:
+        """(N, n) image indices; int32 halves the memory of a thousand networks' orders."""
+        return torch.stack([s.permutation().int() for s in self.samplers])
+
+
+class StackBatches:
+    """Training chunks for a stack: ``(x, targets)`` shaped (K, N, B, 784) uint8 and (K, N, B).
+
+    Step s of network k is the mini-batch ``perm_k[s*B:(s+1)*B]``; a short last mini-batch is
+    kept, as the book's ``SGD`` keeps it, in a chunk of its own. Resumable mid-epoch like
+    ``data.ChunkedBatches``: the state is the epoch and how many of its steps were trained.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        targets: Tensor,
+        sampler: StackPermutations,
+        batch_size: int,
+        steps_per_chunk: int,
+        steps_done: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.x, self.targets, self.sampler = x, targets, sampler
+        self.batch_size, self.steps_per_chunk = batch_size, steps_per_chunk
+        self.steps_done = steps_done
+        self.resume_at: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "steps_done": self.steps_done()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = state
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __len__(self) -> int:
+        n_full, rest = divmod(len(self.sampler), self.batch_size)
+        return -(-n_full // self.steps_per_chunk) + (rest > 0)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        skip = 0
+        if self.resume_at is not None and self.resume_at["epoch"] == self.sampler.epoch:
+            skip = self.resume_at["steps_done"]
+        self.resume_at = None
+        order = self.sampler.permutations()  # (N, n)
+        n_nets, n = order.shape
+        n_full = n // self.batch_size
+        # (steps, N, B): step-major, so a chunk is a contiguous slice of steps.
+        batches = order[:, : n_full * self.batch_size].view(n_nets, n_full, self.batch_size)
+        batches = batches.transpose(0, 1)
+        for start in range(skip, n_full, self.steps_per_chunk):
+            idx = batches[start : start + self.steps_per_chunk]
+            yield self.x[idx], self.targets[idx]
+        if n > n_full * self.batch_size and skip <= n_full:
+            idx = order[:, n_full * self.batch_size :].unsqueeze(0)
+            yield self.x[idx], self.targets[idx]
+
+
+class EvalBatches:
+    """Validation or test images in consecutive slices, the same images for every network."""
+
+    def __init__(self, x: Tensor, targets: Tensor, batch_size: int) -> None:
+        self.x, self.targets, self.batch_size = x, targets, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self.x), self.batch_size):
+            yield (
+                self.x[start : start + self.batch_size],
+                self.targets[start : start + self.batch_size],
+            )
+
+
+class StackData(L.LightningDataModule):
+    """One stack's view of the sweep's data: the uint8 tensors, shared by every stack.
+
+    ``splits`` maps "train", "val", "test" to ``(pixels uint8 (n, 784), targets (n,))``.
+    """
+
+    def __init__(
+        self, splits: dict[str, tuple[Tensor, Tensor]], seeds: Sequence[int], batch_size: int
+    ) -> None:
+        super().__init__()
+        self.splits, self.seeds, self.batch_size = splits, list(seeds), batch_size
+        n_nets = len(self.seeds)
+        self.steps_per_chunk = max(1, round(CHUNK_SAMPLES / (n_nets * batch_size)))
+
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.device()
+        self.splits = {k: (x.to(device), t.to(device)) for k, (x, t) in self.splits.items()}
+
+    def train_dataloader(self) -> StackBatches:
+        x, targets = self.splits["train"]
+        sampler = StackPermutations(len(x), self.seeds, x.device)
+        batches = StackBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
+        if self.trainer:
+            model, trainer = self.trainer.lightning_module, self.trainer
+            batches.steps_done = lambda: (
+                model.sgd_steps - trainer.current_epoch * batches.steps_per_epoch()
+            )
+        return batches
+
+    def val_dataloader(self) -> list[EvalBatches]:
+        model = self.trainer.lightning_module
+        return [EvalBatches(*self.splits[k], model.eval_batch_size()) for k in ("val", "test")]
+
+
+class StackedMLP(L.LightningModule):
+    """N sigmoid networks of the same sizes, each with its own seed and η, trained together.
+
+    Args:
+        sizes: neurons per layer, input first, shared by the stack.
+        lrs: η of each network.
+        seeds: seed of each network: its initial weights and its order of the images.
+        init, backprop: as for ``DigitsMLP``, shared by the stack.
+
+    The per-epoch record of every network (``history``: train cost, validation and test
+    counts and costs) and each network's weights at its best validation epoch (what
+    train.py's best checkpoint holds) travel in the checkpoint, so a resumed sweep goes on.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        lrs: Sequence[float],
+        seeds: Sequence[int],
+        init: str = "gaussian",
+        backprop: str = "autograd",
+    ) -> None:
+        super().__init__()
+        if len(lrs) != len(seeds) or not seeds:
+            raise ValueError(f"one η per seed, at least one: got {len(lrs)} η, {len(seeds)} seeds")
+        sizes = tuple(int(n) for n in sizes)
+        self.save_hyperparameters(
+            {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds), "init": init,
+             "backprop": backprop}
+        )  # fmt: skip
+        self.automatic_optimization = False
+        nets = []
+        for seed, lr in zip(seeds, lrs):
+            # train.py seeds, then builds DigitsMLP: nothing else draws in between.
+            torch.manual_seed(seed)
+            nets.append(DigitsMLP(sizes=sizes, lr=lr, init=init, backprop=backprop))
+        self.weights = nn.ParameterList(
+            torch.stack([net.layers[l].weight.detach() for net in nets])
+            for l in range(len(sizes) - 1)
+        )
+        self.biases = nn.ParameterList(
+            torch.stack([net.layers[l].bias.detach() for net in nets])
+            for l in range(len(sizes) - 1)
+        )
+        n_nets = len(seeds)
+        # float64 whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
+        self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64))
+        self.register_buffer("diverged_at", torch.full((n_nets,), -1, dtype=torch.long))
+        self.register_buffer("epoch_cost_sum", torch.zeros(n_nets, dtype=torch.float64))
+        self.register_buffer("best_val_correct", torch.full((n_nets,), -1, dtype=torch.long))
+        self.register_buffer("best_epoch", torch.full((n_nets,), -1, dtype=torch.long))
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            self.register_buffer(f"best_weight_{l}", w.detach().clone())
+            self.register_buffer(f"best_bias_{l}", b.detach().clone())
+        self.sgd_steps = 0
+        self.history: dict[str, list[Tensor]] = {k: [] for k in HISTORY}
+        self.on_diverged: Callable[[int, int], None] = lambda net, step: None
+
+    @property
+    def n_networks(self) -> int:
+        return len(self.hparams.seeds)
+
+    def best_parameters(self, l: int) -> tuple[Tensor, Tensor]:
+        return getattr(self, f"best_weight_{l}"), getattr(self, f"best_bias_{l}")
+
+    def eval_batch_size(self) -> int:
+        return max(1, EVAL_FLOATS // (self.n_networks * max(self.hparams.sizes[1:])))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Output activations (N, m, 10) of every network for the same images x (m, 784).
+
+        The first layer is one matrix product for all N networks, (m, 784) @ (784, N·n₁):
+        the images are shared, so they need not be copied N times.
+        """
+        w0, b0 = self.weights[0], self.biases[0]
+        n_nets, n_out, n_in = w0.shape
+        z = x @ w0.reshape(n_nets * n_out, n_in).T  # (m, N·n₁)
+        a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1))
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            a = torch.sigmoid(bp.weighted_input(w, b, a))
+        return a
+
+    def one_hot(self, targets: Tensor) -> Tensor:
+        return F.one_hot(targets.long(), self.hparams.sizes[-1]).to(self.weights[0].dtype)
+
+    # --- training -------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> None:
+        """No torch optimizer: each network has its own η, applied in ``apply_sgd_update``."""
+        return None
+
+    def sgd_step(self, x: Tensor, targets: Tensor) -> Tensor:
+        """One SGD update of every network on its own mini-batch; returns the N costs.
+
+        x: (N, B, 784) uint8 pixels, targets: (N, B). The costs are those before the update.
+        """
+        dtype = self.weights[0].dtype
+        x, y = pixels(x, dtype), self.one_hot(targets)
+        weights, biases = list(self.weights), list(self.biases)
+        if self.hparams.backprop == "manual":
+            activations, zs = bp.feedforward(weights, biases, x)
+            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
+            costs = bp.cost(activations[-1], y)
+        else:
+            for p in weights + biases:
+                p.grad = None
+            with torch.enable_grad():
+                activations, _ = bp.feedforward(weights, biases, x)
+                costs = bp.cost(activations[-1], y)
+                costs.sum().backward()
+            nabla_w, nabla_b = [w.grad for w in weights], [b.grad for b in biases]
+            costs = costs.detach()
+        self.apply_sgd_update(weights + biases, nabla_w + nabla_b)
+        return costs
+
+    @torch.no_grad()
+    def apply_sgd_update(self, params: list[Tensor], grads: list[Tensor]) -> None:
+        """w ← w − η_k ∂C/∂w, each network k with its own η: ``(−η_k) · ∂C/∂w + w``, the
+        same two roundings as train.py's ``w.add_(grad, alpha=−η)``."""
+        neg_lr = -self.lr.to(params[0].dtype)
+        for p, g in zip(params, grads):
+            p.addcmul_(neg_lr.view(-1, *[1] * (p.dim() - 1)), g)
+
+    def steps_per_epoch(self) -> int:
+        return self.trainer.train_dataloader.steps_per_epoch()
+
+    def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
+        """K SGD updates of the stack, one per mini-batch of the chunk (its first dimension)."""
+        xs, targets = chunk
+        first_step = self.sgd_steps + 1
+        costs = torch.stack([self.sgd_step(x, t) for x, t in zip(xs, targets)])  # (K, N)
+        self.sgd_steps += len(xs)
+        if not bool(torch.isfinite(costs).all()):  # one host sync per chunk
+            self.on_nonfinite_cost(costs, first_step)
+        self.epoch_cost_sum += costs.sum(0)
+
+    @torch.no_grad()
+    def on_nonfinite_cost(self, costs: Tensor, first_step: int) -> None:
+        """Mark each network whose cost became NaN or infinite as diverged, and freeze it
+        (η = 0); the others go on. Its weights are not finite any more, and its record
+        after this step means nothing: the report says "diverged"."""
+        bad = ~torch.isfinite(costs)  # (K, N)
+        newly = bad.any(0) & (self.diverged_at < 0)
+        for k in newly.nonzero().flatten().tolist():
+            step = first_step + int(bad[:, k].nonzero()[0])
+            self.diverged_at[k] = step
+            self.lr[k] = 0.0
+            self.on_diverged(k, step)
+
+    # --- evaluation: every network, on the validation and the test images, every epoch ----
+
+    def on_validation_epoch_start(self) -> None:
+        n, device = self.n_networks, self.lr.device
+        self.counts = {k: torch.zeros(n, dtype=torch.long, device=device) for k in ("val", "test")}
+        self.cost_sums = {
+            k: torch.zeros(n, dtype=torch.float64, device=device) for k in self.counts
+        }
+        self.totals = dict.fromkeys(self.counts, 0)
+
+    def validation_step(
+        self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        x, targets = batch
+        stage = ("val", "test")[dataloader_idx]
+        a = self(pixels(x, self.weights[0].dtype))  # (N, m, 10)
+        y = self.one_hot(targets).expand_as(a)
+        self.counts[stage] += (a.argmax(-1) == targets).sum(-1)
+        self.cost_sums[stage] += bp.cost(a, y).double() * len(x)
+        self.totals[stage] += len(x)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        # The mean over the epoch's SGD steps, as train.py's train/epoch_cost; the sum starts
+        # again here rather than at an epoch's start, which a run resumed mid-epoch skips.
+        record = {
+            "train_cost": self.epoch_cost_sum / self.steps_per_epoch(),
+            "val_correct": self.counts["val"],
+            "val_cost": self.cost_sums["val"] / self.totals["val"],
+            "test_correct": self.counts["test"],
+            "test_cost": self.cost_sums["test"] / self.totals["test"],
+        }
+        for key, value in record.items():
+            self.history[key].append(value.cpu())
+        self.epoch_cost_sum.zero_()
+        self.n_val, self.n_test = self.totals["val"], self.totals["test"]
+        # train.py keeps the first epoch of the highest validation accuracy (strictly better).
+        better = (self.counts["val"] > self.best_val_correct) & (self.diverged_at < 0)
+        self.best_val_correct[better] = self.counts["val"][better]
+        self.best_epoch[better] = len(self.history["val_correct"]) - 1
+        with torch.no_grad():
+            for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+                best_w, best_b = self.best_parameters(l)
+                best_w[better], best_b[better] = w[better], b[better]
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sweep_stack"] = {
+            "sgd_steps": self.sgd_steps,
+            "history": {k: [v.clone() for v in vs] for k, vs in self.history.items()},
+            "totals": [getattr(self, "n_val", 0), getattr(self, "n_test", 0)],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint["sweep_stack"]
+        self.sgd_steps = state["sgd_steps"]
+        self.history = {k: list(vs) for k, vs in state["history"].items()}
+        self.n_val, self.n_test = state["totals"]
+
+    def export(self, k: int) -> DigitsMLP:
+        """Network k at its best validation epoch as a plain DigitsMLP (train.py's best)."""
+        hp = self.hparams
+        net = DigitsMLP(sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop)
+        with torch.no_grad():
+            for l, layer in enumerate(net.layers):
+                best_w, best_b = self.best_parameters(l)
+                layer.weight.copy_(best_w[k])
+                layer.bias.copy_(best_b[k])
+        return net.to(self.weights[0].dtype)
+
+
+def count_parameters(sizes: Sequence[int]) -> int:
+    return sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes, sizes[1:]))
+
+
+def stack_bytes(sizes: Sequence[int], n_nets: int, batch_size: int, dtype_bytes: int) -> int:
+    """Rough memory of a stack while it trains: the weights four times (themselves, their
+    gradients, the best epoch's copy, the update's temporaries), a chunk of uint8 pixels,
+    each epoch's int32 orders, and the activations of an evaluation batch."""
+    weights = 4 * count_parameters(sizes) * n_nets * dtype_bytes
+    orders = 60_000 * 4 * n_nets
+    chunk = CHUNK_SAMPLES * 784 * (1 + dtype_bytes) + n_nets * batch_size * 784 * dtype_bytes
+    activations = 4 * EVAL_FLOATS * dtype_bytes
+    return weights + orders + chunk + activations
