@@ -17,6 +17,7 @@ import json
 import math
 import os
 import sys
+import time
 import warnings
 from argparse import Namespace
 from dataclasses import dataclass
@@ -365,9 +366,13 @@ class SweepProgress(Callback):
         if self.bar is not None and trainer.is_global_zero:
             self.bar.update(chunk[0].shape[0] * chunk[0].shape[1] * trainer.world_size)
 
+    def on_train_epoch_start(self, trainer: L.Trainer, model: StackedMLP) -> None:
+        self.started = time.monotonic()
+
     def on_validation_end(self, trainer: L.Trainer, model: StackedMLP) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        seconds = time.monotonic() - getattr(self, "started", time.monotonic())
         accuracy = model.history["val_correct"][-1].double() / model.n_val * 100
         live = model.diverged_at.cpu() < 0
         shown = accuracy[live] if live.any() else accuracy
@@ -375,6 +380,7 @@ class SweepProgress(Callback):
             f"{self.label} epoch {trainer.current_epoch}: validation accuracy "
             f"{float(shown.min()):.2f}-{float(shown.max()):.2f}% (mean {float(shown.mean()):.2f}%)"
             + (f", {int((~live).sum())} diverged" if not live.all() else "")
+            + f", {seconds:.1f} s"
         )
 
     def close(self) -> None:
@@ -496,7 +502,7 @@ def run(args: Namespace) -> int:
     from mlp_digits import sweep_report
 
     quiet_lightning()
-    warnings.filterwarnings("ignore", message=r".*`configure_optimizers` returned `None`")
+    warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")
     torch.set_num_threads(args.num_threads)
     folder = sweep_folder(args)
     args.max_epochs = args.max_epochs or DEFAULT_MAX_EPOCHS
