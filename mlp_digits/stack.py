@@ -348,8 +348,9 @@ class StackedMLP(L.LightningModule):
             return
         # The mean over the epoch's SGD steps, as train.py's train/epoch_cost; the sum starts
         # again here rather than at an epoch's start, which a run resumed mid-epoch skips.
+        fitting = self.trainer.state.fn == "fit"  # not a lone Trainer.validate
         record = {
-            "train_cost": self.epoch_cost_sum / self.steps_per_epoch(),
+            "train_cost": self.epoch_cost_sum / (self.steps_per_epoch() if fitting else 0),
             "val_correct": self.counts["val"],
             "val_cost": self.cost_sums["val"] / self.totals["val"],
             "test_correct": self.counts["test"],
