@@ -256,6 +256,8 @@ def world_size(args: Namespace) -> int:
 def check_args(parser: argparse.ArgumentParser, args: Namespace) -> list[Network]:
     """Every check that needs no training: one line and exit status 2 for each failure."""
     cli.check_device_args(parser, args)
+    if args.resume:
+        return []  # the grid is the resumed sweep's, checked when it started
     try:
         networks = build_grid(args)
     except ValueError as e:
@@ -310,9 +312,14 @@ SETTINGS = ("seeds", "lr", "sizes", "batch_size", "preset", "init", "backprop", 
             "max_epochs", "val_size")  # fmt: skip
 
 
+FOLDER_VARIABLE = "MLP_DIGITS_SWEEP_FOLDER"  # passed on to the processes DDP starts
+
+
 def sweep_folder(args: Namespace) -> Path:
     """A new ``LOGDIR/NAME/version_N``, or for ``--resume`` the sweep to go on with (whose
     grid then replaces the flags')."""
+    if os.environ.get(FOLDER_VARIABLE) and os.environ.get("LOCAL_RANK", "0") != "0":
+        return Path(os.environ[FOLDER_VARIABLE])  # a DDP process started by rank 0's Trainer
     root = Path(args.logdir) / (args.name or "sweep")
     versions = sorted(
         (int(p.name.removeprefix("version_")), p)
@@ -487,8 +494,10 @@ def train_stack(
         ],
     }
     torch.save(record, result_path(stack_dir, rank))
-    if world > 1:
-        trainer.strategy.barrier()
+    # Rank 0 reports on every network: it waits for the other processes' records (files,
+    # not a collective: Lightning may have closed the process group after fit).
+    while rank == 0 and len(list(stack_dir.glob("result-rank*.pt"))) < world:
+        time.sleep(0.1)
     return 0
 
 
@@ -505,6 +514,7 @@ def run(args: Namespace) -> int:
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")
     torch.set_num_threads(args.num_threads)
     folder = sweep_folder(args)
+    os.environ[FOLDER_VARIABLE] = str(folder)
     args.max_epochs = args.max_epochs or DEFAULT_MAX_EPOCHS
     networks = build_grid(args)
     stacks = group_stacks(networks)

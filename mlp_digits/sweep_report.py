@@ -102,10 +102,11 @@ def collect(networks: list[Network], records: list[dict]) -> list[Result]:
 
 
 def spread(values: list[float]) -> str:
+    """``mean ± sd  min  max``, 28 characters."""
     if not values:
-        return "-"
+        return f"{'-':^28}"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):6.2f} ± {sd:4.2f}  {min(values):6.2f}  {max(values):6.2f}"
+    return f"{statistics.mean(values):6.2f} ± {sd:5.2f} {min(values):6.2f} {max(values):6.2f}"
 
 
 def by_config(results: list[Result]) -> dict[Config, list[Result]]:
@@ -117,20 +118,19 @@ def by_config(results: list[Result]) -> dict[Config, list[Result]]:
 
 def table(results: list[Result]) -> str:
     """One row per configuration: mean ± sd, min, max over its seeds of both numbers."""
-    head = (
-        f"{'configuration':<34} {'seeds':>5}  {'test % at best val epoch':^28}  "
-        f"{'best test % over epochs':^28}  reference"
-    )
-    sub = f"{'':<34} {'':>5}  {'mean ± sd     min     max':^28}  {'mean ± sd     min     max':^28}"
-    lines = [head, sub]
+    stats = f"{'mean ±    sd    min    max':>28}"
+    lines = [
+        f"{'':<30} {'':>5}  {'test % at best val epoch':^28}  {'best test % over epochs':^28}",
+        f"{'configuration':<30} {'seeds':>5}  {stats}  {stats}  reference",
+    ]
     for config, group in by_config(results).items():
         ok = [r for r in group if not r.diverged]
-        seeds = f"{len(group)}" + (
-            f" ({len(group) - len(ok)} diverged)" if len(ok) < len(group) else ""
-        )
         honest = spread([r.test_at_best for r in ok])
         book = spread([r.best_test[0] for r in ok])
-        lines.append(f"{config.label:<34} {seeds:>5}  {honest:^28}  {book:^28}  {config.reference}")
+        note = f"{len(group) - len(ok)} diverged; " if len(ok) < len(group) else ""
+        lines.append(
+            f"{config.label:<30} {len(group):>5}  {honest}  {book}  {note}{config.reference}"
+        )
     return "\n".join(lines)
 
 

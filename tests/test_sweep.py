@@ -161,7 +161,7 @@ def test_a_diverging_network_is_marked_and_the_others_go_on(diverging_sweep) -> 
         else:
             assert int(r["diverged_at_step"]) == 50 + 1  # the first step of epoch 1
             assert int(r["best_epoch"]) == 0  # kept from before it diverged
-    assert out.count("(2 diverged)") == 2  # the table's rows for η = 2, one per layer sizes
+    assert out.count("2 diverged; ") == 2  # the table's rows for η = 2, one per layer sizes
     assert out.count("diverged at SGD step 51: marked") == 4
 
 
@@ -247,3 +247,29 @@ def test_a_stopped_sweep_resumes_to_the_same_results(tmp_path: Path) -> None:
     (ra,), (rb,) = (sweep.load_stack_records(x / "stacks" / "stack0") for x in (a, b))
     for (wa, ba), (wb, bb) in zip(ra["best"], rb["best"]):
         assert torch.equal(wa, wb) and torch.equal(ba, bb)  # bit-identical
+
+
+def test_ddp_splits_the_networks_and_gives_the_same_results(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    flags = ["--data-dir", str(tiny_mnist), "--no-download", "--val-size", "100"]
+    flags += ["--max-epochs", "1", "--seeds", "0-2", "--lr", "1", "3", "--accelerator", "cpu"]
+    script = [sys.executable, str(REPO / "scripts" / "sweep.py"), *flags]
+    ddp = subprocess.run(
+        [*script, "--devices", "2", "--strategy", "ddp", "--logdir", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "6 networks in 1 stack(s)" in ddp.stdout
+    folder = tmp_path / "ddp" / "sweep" / "version_0"
+    assert sorted(p.name for p in (folder / "stacks" / "stack0").glob("result-*")) == [
+        "result-rank0.pt",
+        "result-rank1.pt",
+    ]
+    one = subprocess.run(
+        [*script, "--logdir", str(tmp_path / "one")], capture_output=True, text=True, timeout=300
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert read_csv(folder / "results.csv") == read_csv(
+        tmp_path / "one" / "sweep" / "version_0" / "results.csv"
+    )
