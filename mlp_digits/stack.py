@@ -62,7 +62,13 @@ class StackPermutations:
 
     def permutations(self) -> Tensor:
         """(N, n) image indices; int32 halves the memory of a thousand networks' orders."""
-        return torch.stack([s.permutation().int() for s in self.samplers])
+        device = self.samplers[0].device
+        orders = torch.empty(
+            len(self.samplers), self.samplers[0].n, dtype=torch.int32, device=device
+        )
+        for k, sampler in enumerate(self.samplers):
+            orders[k] = sampler.permutation()
+        return orders
 
 
 class StackBatches:
@@ -109,8 +115,8 @@ class StackBatches:
         n_nets, n = order.shape
         n_full = n // self.batch_size
         # (steps, N, B): step-major, so a chunk is a contiguous slice of steps.
-        batches = order[:, : n_full * self.batch_size].view(n_nets, n_full, self.batch_size)
-        batches = batches.transpose(0, 1)
+        batches = order[:, : n_full * self.batch_size].unflatten(1, (n_full, self.batch_size))
+        batches = batches.transpose(0, 1)  # a view: no copy of a thousand networks' orders
         for start in range(skip, n_full, self.steps_per_chunk):
             idx = batches[start : start + self.steps_per_chunk]
             yield self.x[idx], self.targets[idx]
@@ -204,19 +210,18 @@ class StackedMLP(L.LightningModule):
              "backprop": backprop}
         )  # fmt: skip
         self.automatic_optimization = False
-        nets = []
+        n_layers = len(sizes) - 1
+        weights: list[list[Tensor]] = [[] for _ in range(n_layers)]
+        biases: list[list[Tensor]] = [[] for _ in range(n_layers)]
         for seed, lr in zip(seeds, lrs):
             # train.py seeds, then builds DigitsMLP: nothing else draws in between.
             torch.manual_seed(seed)
-            nets.append(DigitsMLP(sizes=sizes, lr=lr, init=init, backprop=backprop))
-        self.weights = nn.ParameterList(
-            torch.stack([net.layers[l].weight.detach() for net in nets])
-            for l in range(len(sizes) - 1)
-        )
-        self.biases = nn.ParameterList(
-            torch.stack([net.layers[l].bias.detach() for net in nets])
-            for l in range(len(sizes) - 1)
-        )
+            net = DigitsMLP(sizes=sizes, lr=lr, init=init, backprop=backprop)
+            for l, layer in enumerate(net.layers):
+                weights[l].append(layer.weight.detach())
+                biases[l].append(layer.bias.detach())
+        self.weights = nn.ParameterList(torch.stack(w) for w in weights)
+        self.biases = nn.ParameterList(torch.stack(b) for b in biases)
         n_nets = len(seeds)
         # float64 whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
         self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64))

@@ -294,18 +294,16 @@ def check_args(parser: argparse.ArgumentParser, args: Namespace) -> list[Network
 def load_splits(args: Namespace) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The book's split as uint8 pixels: train, then the last ``--val-size`` images, test."""
     prepare_mnist(args.data_dir, not args.no_download)
-    x, targets = load_mnist(args.data_dir, "train")
+    splits = {}
+    for split in ("train", "test"):
+        x, targets = load_mnist(args.data_dir, split)
+        # Back to the file's bytes, in place: exact, since every pixel is k / 255 in float32.
+        splits[split] = (x.mul_(255).round_().to(torch.uint8), targets)
+        del x
+    x, targets = splits["train"]
     train, val = split_indices(len(x), resolve_val_size(args.val_size, len(x)), "last", 0)
-    test_x, test_targets = load_mnist(args.data_dir, "test")
-
-    def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
-        return pixels.mul(255).round_().to(torch.uint8)  # exact: the pixels are k / 255
-
-    return {
-        "train": (to_uint8(x[train]), targets[train]),
-        "val": (to_uint8(x[val]), targets[val]),
-        "test": (to_uint8(test_x), test_targets),
-    }
+    splits["train"], splits["val"] = (x[train], targets[train]), (x[val], targets[val])
+    return splits
 
 
 SETTINGS = ("seeds", "lr", "sizes", "batch_size", "preset", "init", "backprop", "precision",
