@@ -25,11 +25,14 @@ COMMON = ["--data-dir", str(SHARED_MNIST), "--no-download", "--val-size", "500"]
 COMMON += ["--max-epochs", "1", "--accelerator", "cpu"]
 
 
-def train_py(tmp: Path, seed: int, lr: float, backprop: str, precision: str) -> dict:
+def train_py(
+    tmp: Path, seed: int, lr: float, backprop: str, precision: str, batch: int = 10
+) -> dict:
     """train.py's run: its final weights and its test count (the best epoch is the only one)."""
     args = cli.train_parser().parse_args(
         [*COMMON, "--seed", str(seed), "--lr", str(lr), "--backprop", backprop,
-         "--precision", precision, "--logdir", str(tmp / f"single{seed}"), "--images-every", "0"]
+         "--precision", precision, "--logdir", str(tmp / f"single{seed}"), "--images-every", "0",
+         "--batch-size", str(batch)]
     )  # fmt: skip
     run = build_run(args)
     run.trainer.fit(run.model, datamodule=run.datamodule)
@@ -38,12 +41,12 @@ def train_py(tmp: Path, seed: int, lr: float, backprop: str, precision: str) -> 
     return {"state": state, "test_correct": int(run.trainer.callback_metrics["test/correct"])}
 
 
-def sweep_stack(tmp: Path, backprop: str, precision: str) -> dict:
+def sweep_stack(tmp: Path, backprop: str, precision: str, batch: int = 10) -> dict:
     """The three networks trained as one stack by the sweep's own path."""
     args = sweep.parser().parse_args(
         [*COMMON, "--backprop", backprop, "--precision", precision, "--logdir", str(tmp)]
     )
-    nets = [Network(i, Config(SIZES, lr, 10), seed) for i, (seed, lr) in enumerate(NETS)]
+    nets = [Network(i, Config(SIZES, lr, batch), seed) for i, (seed, lr) in enumerate(NETS)]
     progress = sweep.SweepProgress(0, show_bar=False)
     stack_dir = tmp / "stack"
     stack_dir.mkdir()
@@ -74,6 +77,17 @@ def test_every_network_of_a_stack_equals_its_train_py_run(
                 assert float((got - want).abs().max()) <= tolerance * scale, (k, l)
             assert not torch.equal(w[k], w[(k + 1) % len(NETS)])  # the networks differ
         assert int(record["history"]["test_correct"][0, k]) == single["test_correct"]
+
+
+def test_a_short_last_mini_batch_is_kept_as_train_py_keeps_it(tmp_path: Path) -> None:
+    """4,500 training images in mini-batches of 7: 642 of 7, then one of 6."""
+    record = sweep_stack(tmp_path, "manual", "64", batch=7)
+    assert record["steps_per_epoch"] == 643
+    for k, (seed, lr) in enumerate(NETS):
+        single = train_py(tmp_path, seed, lr, "manual", "64", batch=7)
+        for l, (w, b) in enumerate(record["best"]):
+            assert float((w[k] - single["state"][f"layers.{l}.weight"]).abs().max()) <= 1e-10
+            assert float((b[k] - single["state"][f"layers.{l}.bias"]).abs().max()) <= 1e-10
 
 
 def test_uint8_pixels_become_exactly_load_mnists_floats() -> None:
