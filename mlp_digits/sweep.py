@@ -90,11 +90,20 @@ PRESET_SEEDS = list(range(5))
 # --- the flags ----------------------------------------------------------------------------
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except a None (the grid flags say theirs in words)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         usage="%(prog)s [options]  (see --help)",
         description="Train every combination of the listed values at once, stack by stack.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
