@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
+from mlp_digits.chunked import ChunkedSGD
 from mlp_digits.data import EpochPermutation
 from mlp_digits.model import DigitsMLP
 
@@ -179,7 +180,7 @@ class StackData(L.LightningDataModule):
         return [EvalBatches(*self.splits[k], model.eval_batch_size()) for k in ("val", "test")]
 
 
-class StackedMLP(L.LightningModule):
+class StackedMLP(ChunkedSGD):
     """N sigmoid networks of the same sizes, each with its own seed and η, trained together.
 
     Args:
@@ -209,7 +210,6 @@ class StackedMLP(L.LightningModule):
             {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds), "init": init,
              "backprop": backprop}
         )  # fmt: skip
-        self.automatic_optimization = False
         n_layers = len(sizes) - 1
         weights: list[list[Tensor]] = [[] for _ in range(n_layers)]
         biases: list[list[Tensor]] = [[] for _ in range(n_layers)]
@@ -232,7 +232,6 @@ class StackedMLP(L.LightningModule):
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             self.register_buffer(f"best_weight_{l}", w.detach().clone())
             self.register_buffer(f"best_bias_{l}", b.detach().clone())
-        self.sgd_steps = 0
         self.history: dict[str, list[Tensor]] = {k: [] for k in HISTORY}
         self.on_diverged: Callable[[int, int], None] = lambda net, step: None
 
@@ -265,30 +264,26 @@ class StackedMLP(L.LightningModule):
 
     # --- training -------------------------------------------------------------------------
 
-    def configure_optimizers(self) -> None:
-        """No torch optimizer: each network has its own η, applied in ``apply_sgd_update``."""
-        return None
-
-    def sgd_step(self, x: Tensor, targets: Tensor) -> Tensor:
+    def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One SGD update of every network on its own mini-batch; returns the N costs.
 
-        x: (N, B, 784) uint8 pixels, targets: (N, B). The costs are those before the update.
+        x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs. The costs are those
+        before the update.
         """
-        dtype = self.weights[0].dtype
-        x, y = pixels(x, dtype), self.one_hot(targets)
+        x = pixels(x, y.dtype)
         weights, biases = list(self.weights), list(self.biases)
         if self.hparams.backprop == "manual":
             activations, zs = bp.feedforward(weights, biases, x)
-            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
+            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)  # BP1-BP4
             costs = bp.cost(activations[-1], y)
         else:
-            for p in weights + biases:
-                p.grad = None
             with torch.enable_grad():
                 activations, _ = bp.feedforward(weights, biases, x)
                 costs = bp.cost(activations[-1], y)
-                costs.sum().backward()
-            nabla_w, nabla_b = [w.grad for w in weights], [b.grad for b in biases]
+                # Network k's weights enter only its own cost: the sum's gradient is each
+                # network's own.
+                nablas = torch.autograd.grad(costs.sum(), weights + biases)
+            nabla_w, nabla_b = list(nablas[: len(weights)]), list(nablas[len(weights) :])
             costs = costs.detach()
         self.apply_sgd_update(weights + biases, nabla_w + nabla_b)
         return costs
@@ -305,14 +300,13 @@ class StackedMLP(L.LightningModule):
         return self.trainer.train_dataloader.steps_per_epoch()
 
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
-        """K SGD updates of the stack, one per mini-batch of the chunk (its first dimension)."""
-        xs, targets = chunk
-        first_step = self.sgd_steps + 1
-        costs = torch.stack([self.sgd_step(x, t) for x, t in zip(xs, targets)])  # (K, N)
-        self.sgd_steps += len(xs)
-        if not bool(torch.isfinite(costs).all()):  # one host sync per chunk
-            self.on_nonfinite_cost(costs, first_step)
-        self.epoch_cost_sum += costs.sum(0)
+        """K SGD updates of the stack (``ChunkedSGD``); the epoch's costs summed per network."""
+        super().training_step(chunk, chunk_idx)
+        self.epoch_cost_sum += self.epoch_costs[-1].sum(0)  # (K, N) -> (N,)
+
+    def on_train_epoch_end(self) -> None:
+        # One cost per network: recorded with the validation (see on_validation_epoch_end).
+        self.epoch_costs, self.recent_costs = [], []
 
     @torch.no_grad()
     def on_nonfinite_cost(self, costs: Tensor, first_step: int) -> None:
@@ -377,15 +371,15 @@ class StackedMLP(L.LightningModule):
     # --- checkpoints ----------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["sweep_stack"] = {
-            "sgd_steps": self.sgd_steps,
             "history": {k: [v.clone() for v in vs] for k, vs in self.history.items()},
             "totals": [getattr(self, "n_val", 0), getattr(self, "n_test", 0)],
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint["sweep_stack"]
-        self.sgd_steps = state["sgd_steps"]
         self.history = {k: list(vs) for k, vs in state["history"].items()}
         self.n_val, self.n_test = state["totals"]
 

@@ -18,7 +18,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from mlp_digits import cli
 from mlp_digits.data import (
@@ -40,7 +38,7 @@ from mlp_digits.data import (
     split_indices,
 )
 from mlp_digits.stack import StackData, StackedMLP, stack_bytes
-from mlp_digits.training import DEFAULT_MAX_EPOCHS, PRECISIONS, StopOnSignal, quiet_lightning
+from mlp_digits.training import PRECISIONS, Interrupted, StopOnSignal, quiet_lightning
 
 
 @dataclass(frozen=True)
@@ -483,10 +481,8 @@ def train_stack(
             ckpt_path=str(last) if last.is_file() else None,
             weights_only=True,
         )
-    except SIGTERMException:
-        if stopper.signum is None:
-            raise
-        return 128 + stopper.signum
+    except Interrupted as stop:
+        return 128 + stop.signum
     record = {
         "networks": [n.index for n in mine],
         "history": {k: torch.stack(v) for k, v in model.history.items()},
@@ -518,11 +514,9 @@ def run(args: Namespace) -> int:
     from mlp_digits import sweep_report
 
     quiet_lightning()
-    warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`")
     torch.set_num_threads(args.num_threads)
     folder = sweep_folder(args)
     os.environ[FOLDER_VARIABLE] = str(folder)
-    args.max_epochs = args.max_epochs or DEFAULT_MAX_EPOCHS
     networks = build_grid(args)
     stacks = group_stacks(networks)
     rank0 = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
