@@ -33,7 +33,7 @@ from mlp_digits.model import DigitsMLP
 
 # Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
 # once per chunk, and a chunk of uint8 pixels stays a few MB however many networks there are.
-CHUNK_SAMPLES = 5_000
+CHUNK_SAMPLES = 20_000
 EVAL_FLOATS = 2**23  # activations per evaluation batch (N x images x widest layer)
 HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost")
 
@@ -119,11 +119,16 @@ class StackBatches:
         batches = order[:, : n_full * self.batch_size].unflatten(1, (n_full, self.batch_size))
         batches = batches.transpose(0, 1)  # a view: no copy of a thousand networks' orders
         for start in range(skip, n_full, self.steps_per_chunk):
-            idx = batches[start : start + self.steps_per_chunk]
-            yield self.x[idx], self.targets[idx]
+            yield self.gather(batches[start : start + self.steps_per_chunk])
         if n > n_full * self.batch_size and skip <= n_full:
-            idx = order[:, n_full * self.batch_size :].unsqueeze(0)
-            yield self.x[idx], self.targets[idx]
+            yield self.gather(order[:, n_full * self.batch_size :].unsqueeze(0))
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The images and labels of indices ``idx`` (K, N, B). ``index_select`` of the flat
+        indices: an order of magnitude faster than advanced indexing with ``idx`` itself."""
+        flat = idx.flatten()
+        x = self.x.index_select(0, flat).view(*idx.shape, self.x.shape[-1])
+        return x, self.targets.index_select(0, flat).view(idx.shape)
 
 
 class EvalBatches:
@@ -273,9 +278,10 @@ class StackedMLP(ChunkedSGD):
         x = pixels(x, y.dtype)
         weights, biases = list(self.weights), list(self.biases)
         if self.hparams.backprop == "manual":
-            activations, zs = bp.feedforward(weights, biases, x)
-            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)  # BP1-BP4
-            costs = bp.cost(activations[-1], y)
+            with torch.no_grad():  # no tape: it would keep every step's activations alive
+                activations, zs = bp.feedforward(weights, biases, x)
+                nabla_w, nabla_b = bp.backward(weights, activations, zs, y)  # BP1-BP4
+                costs = bp.cost(activations[-1], y)
         else:
             with torch.enable_grad():
                 activations, _ = bp.feedforward(weights, biases, x)
