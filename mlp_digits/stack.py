@@ -296,8 +296,8 @@ class StackedMLP(ChunkedSGD):
 
     @torch.no_grad()
     def apply_sgd_update(self, params: list[Tensor], grads: list[Tensor]) -> None:
-        """w ← w − η_k ∂C/∂w, each network k with its own η: ``(−η_k) · ∂C/∂w + w``, the
-        same two roundings as train.py's ``w.add_(grad, alpha=−η)``."""
+        """w ← w − η_k ∂C/∂w, each network k with its own η: ``w + (−η_k) · ∂C/∂w``, the
+        same two roundings as DigitsMLP's ``w.sub_(nabla_w, alpha=η)``."""
         neg_lr = -self.lr.to(params[0].dtype)
         for p, g in zip(params, grads):
             p.addcmul_(neg_lr.view(-1, *[1] * (p.dim() - 1)), g)
