@@ -1,5 +1,5 @@
-"""Train many networks at once: every combination of the listed values, each network exactly
-the scripts/train.py run with the same flags.
+"""Train many networks at once: every combination of the listed values, each network the
+scripts/train.py run with the same flags (up to rounding).
 
 To run:
     python scripts/sweep.py --seeds 0-19 --lr 0.1 0.3 1 3 10 --sizes 784,16,16,10 784,30,10

@@ -1,4 +1,4 @@
-"""Network k of a sweep is exactly the scripts/train.py run with the same flags.
+"""Network k of a sweep is the scripts/train.py run with the same flags, up to rounding.
 
 The reference is train.py's own path (``build_run`` + ``Trainer.fit``), one run per network,
 on the 5,000 real images of the shared subset: float64 to 1e-10, float32 to 1e-4 relative.
