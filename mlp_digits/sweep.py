@@ -6,8 +6,9 @@
 The grid is the product of ``--sizes``, ``--lr``, ``--batch-size`` and ``--seeds``. Networks
 with the same sizes and batch size train together as one ``StackedMLP`` (one Trainer per
 stack, one after another, all on the same uint8 copy of the data); network k is the
-``scripts/train.py`` run with its flags, up to rounding (see the README). Everything goes to ``LOGDIR/NAME/version_N``:
-``results.csv``, the figures, a TensorBoard run per network, and each stack's checkpoints.
+``scripts/train.py`` run with its flags, up to rounding (see the README). Everything goes
+to ``LOGDIR/NAME/version_N``: ``results.csv``, the figures, a TensorBoard run per network,
+and each stack's checkpoints.
 """
 
 from __future__ import annotations
