@@ -66,6 +66,11 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
         default=list(DEFAULT_SIZES),
         help="neurons per layer, input first (default: 784 16 16 10)",
     )
+    add_gradient_flags(parser)
+
+
+def add_gradient_flags(parser: argparse.ArgumentParser) -> None:
+    """--init and --backprop: shared by train.py and sweep.py."""
     parser.add_argument(
         "--init",
         choices=INITS,
@@ -81,20 +86,13 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        usage="%(prog)s [options]  (see --help)",
-        description="Train the 784-16-16-10 sigmoid network on MNIST by mini-batch SGD.",
-    )
+def add_device_flags(parser: argparse.ArgumentParser, devices_help: str) -> None:
+    """--accelerator, --devices, --strategy, --precision, --max-epochs: shared by train.py
+    and sweep.py."""
     parser.add_argument(
         "--accelerator", choices=["cpu", "gpu", "auto"], default="auto", help="(default: auto)"
     )
-    parser.add_argument(
-        "--devices",
-        default="auto",
-        help="devices (processes) to use: a count or 'auto'; --batch-size is per device, so "
-        "the global mini-batch is batch size x devices (default: auto)",
-    )
+    parser.add_argument("--devices", default="auto", help=devices_help)
     parser.add_argument(
         "--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)"
     )
@@ -109,6 +107,25 @@ def train_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=30,
         help="epochs in all; a resumed run keeps its own unless this is given (default: 30)",
+    )
+
+
+def add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logdir", default="lightning_logs", help="TensorBoard folder (default: %(default)s)"
+    )
+    parser.add_argument("--name", default="", help="run name: runs go to LOGDIR/NAME/version_N")
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        usage="%(prog)s [options]  (see --help)",
+        description="Train the 784-16-16-10 sigmoid network on MNIST by mini-batch SGD.",
+    )
+    add_device_flags(
+        parser,
+        devices_help="devices (processes) to use: a count or 'auto'; --batch-size is per "
+        "device, so the global mini-batch is batch size x devices (default: auto)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=10, help="mini-batch size m (default: 10)"
@@ -137,10 +154,7 @@ def train_parser() -> argparse.ArgumentParser:
         default=None,
         help="SGD steps per Lightning step (default: about 1,000 samples' worth)",
     )
-    parser.add_argument(
-        "--logdir", default="lightning_logs", help="TensorBoard folder (default: %(default)s)"
-    )
-    parser.add_argument("--name", default="", help="run name: runs go to LOGDIR/NAME/version_N")
+    add_logging_flags(parser)
     parser.add_argument(
         "--num-threads",
         type=positive_int,
@@ -217,6 +231,11 @@ def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) 
             f"--lr {args.lr:g} is beyond the largest float{args.precision} number ({largest:.3g}); "
             "use a smaller --lr (or --precision 64)"
         )
+    check_device_args(parser, args)
+
+
+def check_device_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--accelerator, --strategy, --devices against this machine and Lightning (else exit 2)."""
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: this machine has no CUDA GPU; use --accelerator cpu")
     strategies = ["auto", *StrategyRegistry.available_strategies()]

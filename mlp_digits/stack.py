@@ -1,0 +1,416 @@
+"""StackedMLP: N networks of the same layer sizes, trained at once as one stack.
+
+Network k of the stack is the ``scripts/train.py`` run with its own seed and its own η: the
+same initial weights (``torch.manual_seed(seed_k)`` then ``DigitsMLP(...)``, as train.py
+draws them), the same mini-batches in the same order (``EpochPermutation(n, seed_k)``), the
+same update ``w ← w − η_k ∂C/∂w``. Only the arithmetic is shared:
+
+    weights[l]  (N, n_out, n_in)     biases[l]  (N, n_out)     x  (N, m, 784)
+
+so each layer is one batched matrix product for all N networks, and ``mlp_digits.backprop``
+(BP1–BP4 written once for one network or a stack) or autograd gives all N gradients at once.
+Autograd runs backward from the *sum* of the N costs: network k's weights enter only its
+own cost, so ∂(Σ_j C_j)/∂w_k = ∂C_k/∂w_k, each network's own gradient.
+
+The pixels stay uint8 on the device (a quarter of float32's bytes to gather every step) and
+become floats per mini-batch, exactly as ``data.load_mnist`` makes them: ``x / 255`` in
+float32, then the model's dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlp_digits import backprop as bp
+from mlp_digits.chunked import ChunkedSGD
+from mlp_digits.data import EpochPermutation
+from mlp_digits.model import DigitsMLP
+
+# Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
+# once per chunk, and a chunk of uint8 pixels stays a few MB however many networks there are.
+CHUNK_SAMPLES = 20_000
+EVAL_FLOATS = 2**23  # activations per evaluation batch (N x images x widest layer)
+HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost")
+
+
+def pixels(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """uint8 pixels as floats in [0, 1]: bit for bit what ``load_mnist`` and train.py use."""
+    return x.float().div_(255).to(dtype)
+
+
+class StackPermutations:
+    """Every network's order of the training images for one epoch, one row per network.
+
+    Lightning calls ``set_epoch`` at the start of every epoch (as for PyTorch's samplers).
+    """
+
+    def __init__(self, n: int, seeds: Sequence[int], device: torch.device) -> None:
+        self.samplers = [EpochPermutation(n, seed, device) for seed in seeds]
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.samplers[0].n
+
+    def permutations(self) -> Tensor:
+        """(N, n) image indices; int32 halves the memory of a thousand networks' orders."""
+        device = self.samplers[0].device
+        orders = torch.empty(
+            len(self.samplers), self.samplers[0].n, dtype=torch.int32, device=device
+        )
+        for k, sampler in enumerate(self.samplers):
+            orders[k] = sampler.permutation()
+        return orders
+
+
+class StackBatches:
+    """Training chunks for a stack: ``(x, targets)`` shaped (K, N, B, 784) uint8 and (K, N, B).
+
+    Step s of network k is the mini-batch ``perm_k[s*B:(s+1)*B]``; a short last mini-batch is
+    kept, as the book's ``SGD`` keeps it, in a chunk of its own. Resumable mid-epoch like
+    ``data.ChunkedBatches``: the state is the epoch and how many of its steps were trained.
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        targets: Tensor,
+        sampler: StackPermutations,
+        batch_size: int,
+        steps_per_chunk: int,
+        steps_done: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.x, self.targets, self.sampler = x, targets, sampler
+        self.batch_size, self.steps_per_chunk = batch_size, steps_per_chunk
+        self.steps_done = steps_done
+        self.resume_at: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "steps_done": self.steps_done()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = state
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __len__(self) -> int:
+        n_full, rest = divmod(len(self.sampler), self.batch_size)
+        return -(-n_full // self.steps_per_chunk) + (rest > 0)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        skip = 0
+        if self.resume_at is not None and self.resume_at["epoch"] == self.sampler.epoch:
+            skip = self.resume_at["steps_done"]
+        self.resume_at = None
+        order = self.sampler.permutations()  # (N, n)
+        n_nets, n = order.shape
+        n_full = n // self.batch_size
+        # (steps, N, B): step-major, so a chunk is a contiguous slice of steps.
+        batches = order[:, : n_full * self.batch_size].unflatten(1, (n_full, self.batch_size))
+        batches = batches.transpose(0, 1)  # a view: no copy of a thousand networks' orders
+        for start in range(skip, n_full, self.steps_per_chunk):
+            yield self.gather(batches[start : start + self.steps_per_chunk])
+        if n > n_full * self.batch_size and skip <= n_full:
+            yield self.gather(order[:, n_full * self.batch_size :].unsqueeze(0))
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The images and labels of indices ``idx`` (K, N, B). ``index_select`` of the flat
+        indices: an order of magnitude faster than advanced indexing with ``idx`` itself."""
+        flat = idx.flatten()
+        x = self.x.index_select(0, flat).view(*idx.shape, self.x.shape[-1])
+        return x, self.targets.index_select(0, flat).view(idx.shape)
+
+
+class EvalBatches:
+    """Validation or test images in consecutive slices, the same images for every network."""
+
+    def __init__(self, x: Tensor, targets: Tensor, batch_size: int) -> None:
+        self.x, self.targets, self.batch_size = x, targets, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self.x), self.batch_size):
+            yield (
+                self.x[start : start + self.batch_size],
+                self.targets[start : start + self.batch_size],
+            )
+
+
+class StackData(L.LightningDataModule):
+    """One stack's view of the sweep's data: the uint8 tensors, shared by every stack.
+
+    ``splits`` maps "train", "val", "test" to ``(pixels uint8 (n, 784), targets (n,))``.
+    """
+
+    def __init__(
+        self, splits: dict[str, tuple[Tensor, Tensor]], seeds: Sequence[int], batch_size: int
+    ) -> None:
+        super().__init__()
+        self.splits, self.seeds, self.batch_size = splits, list(seeds), batch_size
+        n_nets = len(self.seeds)
+        self.steps_per_chunk = max(1, round(CHUNK_SAMPLES / (n_nets * batch_size)))
+
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.device()
+        self.splits = {k: (x.to(device), t.to(device)) for k, (x, t) in self.splits.items()}
+
+    def train_dataloader(self) -> StackBatches:
+        x, targets = self.splits["train"]
+        sampler = StackPermutations(len(x), self.seeds, x.device)
+        batches = StackBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
+        if self.trainer:
+            model, trainer = self.trainer.lightning_module, self.trainer
+            batches.steps_done = lambda: (
+                model.sgd_steps - trainer.current_epoch * batches.steps_per_epoch()
+            )
+        return batches
+
+    def val_dataloader(self) -> list[EvalBatches]:
+        model = self.trainer.lightning_module
+        return [EvalBatches(*self.splits[k], model.eval_batch_size()) for k in ("val", "test")]
+
+
+class StackedMLP(ChunkedSGD):
+    """N sigmoid networks of the same sizes, each with its own seed and η, trained together.
+
+    Args:
+        sizes: neurons per layer, input first, shared by the stack.
+        lrs: η of each network.
+        seeds: seed of each network: its initial weights and its order of the images.
+        init, backprop: as for ``DigitsMLP``, shared by the stack.
+
+    The per-epoch record of every network (``history``: train cost, validation and test
+    counts and costs) and each network's weights at its best validation epoch (what
+    train.py's best checkpoint holds) travel in the checkpoint, so a resumed sweep goes on.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        lrs: Sequence[float],
+        seeds: Sequence[int],
+        init: str = "gaussian",
+        backprop: str = "autograd",
+    ) -> None:
+        super().__init__()
+        if len(lrs) != len(seeds) or not seeds:
+            raise ValueError(f"one η per seed, at least one: got {len(lrs)} η, {len(seeds)} seeds")
+        sizes = tuple(int(n) for n in sizes)
+        self.save_hyperparameters(
+            {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds), "init": init,
+             "backprop": backprop}
+        )  # fmt: skip
+        n_layers = len(sizes) - 1
+        weights: list[list[Tensor]] = [[] for _ in range(n_layers)]
+        biases: list[list[Tensor]] = [[] for _ in range(n_layers)]
+        for seed, lr in zip(seeds, lrs):
+            # train.py seeds, then builds DigitsMLP: nothing else draws in between.
+            torch.manual_seed(seed)
+            net = DigitsMLP(sizes=sizes, lr=lr, init=init, backprop=backprop)
+            for l, layer in enumerate(net.layers):
+                weights[l].append(layer.weight.detach())
+                biases[l].append(layer.bias.detach())
+        self.weights = nn.ParameterList(torch.stack(w) for w in weights)
+        self.biases = nn.ParameterList(torch.stack(b) for b in biases)
+        n_nets = len(seeds)
+        # float64 whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
+        self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64))
+        self.register_buffer("diverged_at", torch.full((n_nets,), -1, dtype=torch.long))
+        self.register_buffer("epoch_cost_sum", torch.zeros(n_nets, dtype=torch.float64))
+        self.register_buffer("best_val_correct", torch.full((n_nets,), -1, dtype=torch.long))
+        self.register_buffer("best_epoch", torch.full((n_nets,), -1, dtype=torch.long))
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            self.register_buffer(f"best_weight_{l}", w.detach().clone())
+            self.register_buffer(f"best_bias_{l}", b.detach().clone())
+        self.history: dict[str, list[Tensor]] = {k: [] for k in HISTORY}
+        self.on_diverged: Callable[[int, int], None] = lambda net, step: None
+
+    @property
+    def n_networks(self) -> int:
+        return len(self.hparams.seeds)
+
+    def best_parameters(self, l: int) -> tuple[Tensor, Tensor]:
+        return getattr(self, f"best_weight_{l}"), getattr(self, f"best_bias_{l}")
+
+    def eval_batch_size(self) -> int:
+        return max(1, EVAL_FLOATS // (self.n_networks * max(self.hparams.sizes[1:])))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Output activations (N, m, 10) of every network for the same images x (m, 784).
+
+        The first layer is one matrix product for all N networks, (m, 784) @ (784, N·n₁):
+        the images are shared, so they need not be copied N times.
+        """
+        w0, b0 = self.weights[0], self.biases[0]
+        n_nets, n_out, n_in = w0.shape
+        z = x @ w0.reshape(n_nets * n_out, n_in).T  # (m, N·n₁)
+        a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1))
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            a = torch.sigmoid(bp.weighted_input(w, b, a))
+        return a
+
+    def one_hot(self, targets: Tensor) -> Tensor:
+        return F.one_hot(targets.long(), self.hparams.sizes[-1]).to(self.weights[0].dtype)
+
+    # --- training -------------------------------------------------------------------------
+
+    def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
+        """One SGD update of every network on its own mini-batch; returns the N costs.
+
+        x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs. The costs are those
+        before the update.
+        """
+        x = pixels(x, y.dtype)
+        weights, biases = list(self.weights), list(self.biases)
+        if self.hparams.backprop == "manual":
+            with torch.no_grad():  # no tape: it would keep every step's activations alive
+                activations, zs = bp.feedforward(weights, biases, x)
+                nabla_w, nabla_b = bp.backward(weights, activations, zs, y)  # BP1-BP4
+                costs = bp.cost(activations[-1], y)
+        else:
+            with torch.enable_grad():
+                activations, _ = bp.feedforward(weights, biases, x)
+                costs = bp.cost(activations[-1], y)
+                # Network k's weights enter only its own cost: the sum's gradient is each
+                # network's own.
+                nablas = torch.autograd.grad(costs.sum(), weights + biases)
+            nabla_w, nabla_b = list(nablas[: len(weights)]), list(nablas[len(weights) :])
+            costs = costs.detach()
+        self.apply_sgd_update(weights + biases, nabla_w + nabla_b)
+        return costs
+
+    @torch.no_grad()
+    def apply_sgd_update(self, params: list[Tensor], grads: list[Tensor]) -> None:
+        """w ← w − η_k ∂C/∂w, each network k with its own η: ``w + (−η_k) · ∂C/∂w``, the
+        same two roundings as DigitsMLP's ``w.sub_(nabla_w, alpha=η)``."""
+        neg_lr = -self.lr.to(params[0].dtype)
+        for p, g in zip(params, grads):
+            p.addcmul_(neg_lr.view(-1, *[1] * (p.dim() - 1)), g)
+
+    def steps_per_epoch(self) -> int:
+        return self.trainer.train_dataloader.steps_per_epoch()
+
+    def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
+        """K SGD updates of the stack (``ChunkedSGD``); the epoch's costs summed per network."""
+        super().training_step(chunk, chunk_idx)
+        self.epoch_cost_sum += self.epoch_costs[-1].sum(0)  # (K, N) -> (N,)
+
+    def on_train_epoch_end(self) -> None:
+        # One cost per network: recorded with the validation (see on_validation_epoch_end).
+        self.epoch_costs, self.recent_costs = [], []
+
+    @torch.no_grad()
+    def on_nonfinite_cost(self, costs: Tensor, first_step: int) -> None:
+        """Mark each network whose cost became NaN or infinite as diverged, and freeze it
+        (η = 0); the others go on. Its weights are not finite any more, and its record
+        after this step means nothing: the report says "diverged"."""
+        bad = ~torch.isfinite(costs)  # (K, N)
+        newly = bad.any(0) & (self.diverged_at < 0)
+        for k in newly.nonzero().flatten().tolist():
+            step = first_step + int(bad[:, k].nonzero()[0])
+            self.diverged_at[k] = step
+            self.lr[k] = 0.0
+            self.on_diverged(k, step)
+
+    # --- evaluation: every network, on the validation and the test images, every epoch ----
+
+    def on_validation_epoch_start(self) -> None:
+        n, device = self.n_networks, self.lr.device
+        self.counts = {k: torch.zeros(n, dtype=torch.long, device=device) for k in ("val", "test")}
+        self.cost_sums = {
+            k: torch.zeros(n, dtype=torch.float64, device=device) for k in self.counts
+        }
+        self.totals = dict.fromkeys(self.counts, 0)
+
+    def validation_step(
+        self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        x, targets = batch
+        stage = ("val", "test")[dataloader_idx]
+        a = self(pixels(x, self.weights[0].dtype))  # (N, m, 10)
+        y = self.one_hot(targets).expand_as(a)
+        self.counts[stage] += (a.argmax(-1) == targets).sum(-1)
+        self.cost_sums[stage] += bp.cost(a, y).double() * len(x)
+        self.totals[stage] += len(x)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        # The mean over the epoch's SGD steps, as train.py's train/epoch_cost; the sum starts
+        # again here rather than at an epoch's start, which a run resumed mid-epoch skips.
+        fitting = self.trainer.state.fn == "fit"  # not a lone Trainer.validate
+        record = {
+            "train_cost": self.epoch_cost_sum / (self.steps_per_epoch() if fitting else 0),
+            "val_correct": self.counts["val"],
+            "val_cost": self.cost_sums["val"] / self.totals["val"],
+            "test_correct": self.counts["test"],
+            "test_cost": self.cost_sums["test"] / self.totals["test"],
+        }
+        for key, value in record.items():
+            self.history[key].append(value.cpu())
+        self.epoch_cost_sum.zero_()
+        self.n_val, self.n_test = self.totals["val"], self.totals["test"]
+        # train.py keeps the first epoch of the highest validation accuracy (strictly better).
+        better = (self.counts["val"] > self.best_val_correct) & (self.diverged_at < 0)
+        self.best_val_correct[better] = self.counts["val"][better]
+        self.best_epoch[better] = len(self.history["val_correct"]) - 1
+        with torch.no_grad():
+            for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+                best_w, best_b = self.best_parameters(l)
+                best_w[better], best_b[better] = w[better], b[better]
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["sweep_stack"] = {
+            "history": {k: [v.clone() for v in vs] for k, vs in self.history.items()},
+            "totals": [getattr(self, "n_val", 0), getattr(self, "n_test", 0)],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint["sweep_stack"]
+        self.history = {k: list(vs) for k, vs in state["history"].items()}
+        self.n_val, self.n_test = state["totals"]
+
+    def export(self, k: int) -> DigitsMLP:
+        """Network k at its best validation epoch as a plain DigitsMLP (train.py's best)."""
+        hp = self.hparams
+        net = DigitsMLP(sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop)
+        with torch.no_grad():
+            for l, layer in enumerate(net.layers):
+                best_w, best_b = self.best_parameters(l)
+                layer.weight.copy_(best_w[k])
+                layer.bias.copy_(best_b[k])
+        return net.to(self.weights[0].dtype)
+
+
+def count_parameters(sizes: Sequence[int]) -> int:
+    return sum(n_out * (n_in + 1) for n_in, n_out in zip(sizes, sizes[1:]))
+
+
+def stack_bytes(sizes: Sequence[int], n_nets: int, batch_size: int, dtype_bytes: int) -> int:
+    """Rough memory of a stack while it trains: the weights four times (themselves, their
+    gradients, the best epoch's copy, the update's temporaries), a chunk of uint8 pixels,
+    each epoch's int32 orders, and the activations of an evaluation batch."""
+    weights = 4 * count_parameters(sizes) * n_nets * dtype_bytes
+    orders = 60_000 * 4 * n_nets
+    chunk = CHUNK_SAMPLES * 784 * (1 + dtype_bytes) + n_nets * batch_size * 784 * dtype_bytes
+    activations = 4 * EVAL_FLOATS * dtype_bytes
+    return weights + orders + chunk + activations

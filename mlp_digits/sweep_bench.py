@@ -1,0 +1,206 @@
+"""How fast a sweep trains many networks, as ratios (for scripts/benchmark.py).
+
+784-16-16-10, batch 10, η 3, on the training images of ``--data-dir``; samples/s count every
+network's samples (N networks x 10 images per SGD step). Three references:
+
+    one train.py run     its own path (``build_run`` + ``Trainer.fit``), the training part of
+                         an epoch (validation excluded, as for the sweep)
+    N train.py runs      one after another: N x the wall time of one whole one-epoch run
+                         (start, data, training, validation, test), measured once
+    vmap                 the usual way to train many small models at once in PyTorch:
+                         ``torch.func.stack_module_state`` + ``vmap(grad(...))`` over
+                         ``functional_call``, in a plain loop (no Lightning), float pixels
+
+The sweep is timed through its own Trainer (``StackedMLP`` + ``StackData``), after one
+warm-up chunk, for about ``--seconds``; its epoch time (for the N-runs ratio) is that rate
+over the epoch plus one measured evaluation of every network on validation and test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import time
+from argparse import Namespace
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.func import functional_call, grad, stack_module_state, vmap
+
+from mlp_digits import cli, sweep
+from mlp_digits.data import EpochPermutation
+from mlp_digits.stack import StackData, StackedMLP, pixels
+from mlp_digits.training import build_run, quiet_lightning
+
+SIZES, LR, BATCH = (784, 16, 16, 10), 3.0, 10
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep-networks", type=int, nargs="+", default=[1, 10, 100, 1000], help="sweep sizes N"
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=5.0, help="timed seconds per way")
+    parser.add_argument(
+        "--sweep-backprop", choices=["autograd", "manual"], default="manual", help="both ways"
+    )
+
+
+class TrainTimer(Callback):
+    """Training seconds and samples; with ``warm_up`` from the end of the first chunk. Stops
+    the fit after ``seconds``."""
+
+    def __init__(self, seconds: float, samples_per_step: int, warm_up: bool = True) -> None:
+        self.seconds, self.samples_per_step, self.warm_up = seconds, samples_per_step, warm_up
+        self.start: float | None = None
+        self.steps, self.elapsed = 0, 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, model) -> None:
+        if self.start is None and not self.warm_up:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, model, outputs, chunk, chunk_idx) -> None:
+        if self.start is None:
+            self.start = time.perf_counter()  # the first chunk warms up
+            return
+        self.steps += chunk[0].shape[0]
+        self.elapsed = time.perf_counter() - self.start
+        if self.elapsed >= self.seconds:
+            trainer.should_stop = True
+
+    @property
+    def rate(self) -> float:
+        return self.steps * self.samples_per_step / self.elapsed
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator=kwargs.pop("accelerator"), devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, **kwargs,
+    )  # fmt: skip
+
+
+def train_py(args: Namespace) -> tuple[float, float]:
+    """One train.py run, one epoch: (training samples/s, whole run's wall seconds)."""
+    start = time.perf_counter()
+    flags = ["--data-dir", args.data_dir, "--no-download", "--max-epochs", "1", "--lr", str(LR)]
+    flags += [
+        "--accelerator",
+        args.accelerator,
+        "--backprop",
+        args.sweep_backprop,
+        "--images-every",
+    ]
+    flags += ["0", "--logdir", args.logdir, "--val-size", str(args.val_size)]
+    run_args = cli.train_parser().parse_args(flags)
+    timer = TrainTimer(float("inf"), BATCH, warm_up=False)
+    run = build_run(run_args, extra_callbacks=[timer])
+    run.trainer.fit(run.model, datamodule=run.datamodule)
+    run.trainer.test(run.model, datamodule=run.datamodule, verbose=False)
+    return timer.rate, time.perf_counter() - start
+
+
+def sweep_rate(args: Namespace, n: int, splits: dict) -> tuple[float, float]:
+    """A stack of n networks: (training samples/s, seconds to evaluate every network once)."""
+    model = StackedMLP(SIZES, [LR] * n, list(range(n)), backprop=args.sweep_backprop)
+    timer = TrainTimer(args.sweep_seconds, n * BATCH)
+    trainer = quiet_trainer(
+        accelerator=args.accelerator, max_epochs=10_000, limit_val_batches=0, callbacks=[timer]
+    )
+    data = StackData(splits, list(range(n)), BATCH)
+    trainer.fit(model, datamodule=data)
+    start = time.perf_counter()
+    evaluate = quiet_trainer(accelerator=args.accelerator)
+    evaluate.validate(model, datamodule=data, verbose=False)
+    return timer.rate, time.perf_counter() - start
+
+
+def vmap_rate(args: Namespace, n: int, splits: dict) -> float:
+    """The same SGD with torch.func: stacked parameters, vmap of the gradient."""
+    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    x_all, targets_all = (t.to(device) for t in splits["train"])
+    x_all = pixels(x_all, torch.float32)
+
+    def net() -> nn.Module:
+        layers = []
+        for n_in, n_out in zip(SIZES, SIZES[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.Sigmoid()]
+        return nn.Sequential(*layers)
+
+    models = [net().to(device) for _ in range(n)]
+    params, buffers = stack_module_state(models)
+    base = copy.deepcopy(models[0]).to("meta")
+
+    def cost(p, b, x, y):
+        a = functional_call(base, (p, b), (x,))
+        return (a - y).square().sum() * (0.5 / len(x))
+
+    gradients = vmap(grad(cost))
+    lr = torch.full((n,), LR, device=device)
+    orders = torch.stack([EpochPermutation(len(x_all), k, device).permutation() for k in range(n)])
+    steps, start, step = 0, None, 0
+    while True:
+        idx = orders[:, step * BATCH : (step + 1) * BATCH]
+        x = x_all[idx]
+        y = torch.nn.functional.one_hot(targets_all[idx], 10).float()
+        g = gradients(params, buffers, x, y)
+        with torch.no_grad():
+            for k, p in params.items():
+                p.sub_(lr.view(-1, *[1] * (p.dim() - 1)) * g[k])
+        step = (step + 1) % (len(x_all) // BATCH)
+        if start is None:
+            start = time.perf_counter()  # the first step warms up
+            continue
+        steps += 1
+        if time.perf_counter() - start >= args.sweep_seconds:
+            return steps * n * BATCH / (time.perf_counter() - start)
+
+
+def run(args: Namespace) -> int:
+    """Print the sweep's ratios for each N; returns 0."""
+    quiet_lightning()
+    torch.set_num_threads(getattr(args, "num_threads", 1) or 1)
+    args.val_size = getattr(args, "val_size", 10_000)
+    args.no_download = True
+    args.logdir = getattr(args, "logdir", "lightning_logs/benchmark")
+    splits = sweep.load_splits(args)
+    n_train = len(splits["train"][0])
+    one_rate, one_seconds = train_py(args)
+    print(
+        f"Sweep, 784-16-16-10, batch {BATCH}, {args.sweep_backprop} backprop, {n_train:,} training "
+        f"images, {torch.get_num_threads()} thread(s); one train.py run: {one_rate:,.0f} "
+        f"samples/s training, {one_seconds:.1f} s for a whole 1-epoch run"
+    )
+    print(
+        f"{'networks':>8} {'samples/s':>11} {'x one run':>9} {'x N runs*':>9} "
+        f"{'vmap samples/s':>14} {'x vmap':>6} {'peak MB':>8}"
+    )
+    for n in args.sweep_networks:
+        rate, eval_seconds = sweep_rate(args, n, splits)
+        epoch_seconds = n * n_train / rate + eval_seconds
+        versus_runs = n * one_seconds / epoch_seconds
+        v_rate = vmap_rate(args, n, splits)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"{n:>8} {rate:>11,.0f} {rate / one_rate:>9.2f} {versus_runs:>9.2f} "
+            f"{v_rate:>14,.0f} {rate / v_rate:>6.2f} {peak:>8,.0f}",
+            flush=True,
+        )
+    print(
+        "* N train.py runs one after another, estimated as N x one whole 1-epoch run's wall "
+        "time (measured once), against the sweep's epoch (training rate over the epoch plus "
+        "one evaluation of every network). Peak MB: this process so far (the largest N last)."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_flags(parser)
+    cli.add_data_flags(parser)
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--val-size", type=cli.count_or_fraction, default=10_000)
+    raise SystemExit(run(parser.parse_args()))

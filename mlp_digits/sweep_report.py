@@ -1,0 +1,278 @@
+"""What a sweep leaves behind: the table, results.csv, figures, TensorBoard runs, an export.
+
+Two numbers per network, because the book quotes the second one:
+    test accuracy at the best validation epoch   what a run honestly reaches (train.py's)
+    best test accuracy over the epochs            "at its best epoch", the book's way
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from argparse import Namespace
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import matplotlib
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from mlp_digits.model import DigitsMLP
+from mlp_digits.sweep import Config, Network
+from mlp_digits.training import write_hparams
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+
+CSV_COLUMNS = (
+    "network", "name", "sizes", "lr", "batch_size", "seed", "init", "backprop", "precision",
+    "epochs", "best_epoch", "val_accuracy", "test_accuracy", "best_test_accuracy",
+    "best_test_epoch", "final_test_accuracy", "train_cost", "diverged", "diverged_at_step",
+)  # fmt: skip
+
+
+@dataclass
+class Result:
+    """One network's record: per-epoch accuracies in %, costs, and where to find its weights."""
+
+    net: Network
+    val_accuracy: list[float]
+    test_accuracy: list[float]
+    val_cost: list[float]
+    test_cost: list[float]
+    train_cost: list[float]
+    best_epoch: int  # by validation accuracy, the first of the highest; -1: none
+    diverged_at: int  # SGD step; -1: never
+    steps_per_epoch: int
+    record: dict
+    position: int  # the network's row in its record
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at >= 0
+
+    @property
+    def test_at_best(self) -> float:
+        return self.test_accuracy[self.best_epoch] if self.best_epoch >= 0 else float("nan")
+
+    @property
+    def good_epochs(self) -> int:
+        """Epochs finished before the network diverged (all of them if it did not)."""
+        if not self.diverged:
+            return len(self.test_accuracy)
+        return (self.diverged_at - 1) // self.steps_per_epoch
+
+    @property
+    def best_test(self) -> tuple[float, int]:
+        epochs = self.test_accuracy[: self.good_epochs]
+        if not epochs:
+            return float("nan"), -1
+        best = max(range(len(epochs)), key=lambda e: (epochs[e], -e))
+        return epochs[best], best
+
+
+def collect(networks: list[Network], records: list[dict]) -> list[Result]:
+    """Every network's Result, in grid order, from the stacks' saved records."""
+    by_index = {}
+    for record in records:
+        history = record["history"]
+        for j, index in enumerate(record["networks"]):
+            by_index[index] = Result(
+                net=networks[index],
+                val_accuracy=(
+                    history["val_correct"][:, j].double() * 100 / record["n_val"]
+                ).tolist(),
+                test_accuracy=(
+                    history["test_correct"][:, j].double() * 100 / record["n_test"]
+                ).tolist(),
+                val_cost=history["val_cost"][:, j].tolist(),
+                test_cost=history["test_cost"][:, j].tolist(),
+                train_cost=history["train_cost"][:, j].tolist(),
+                best_epoch=int(record["best_epoch"][j]),
+                diverged_at=int(record["diverged_at"][j]),
+                steps_per_epoch=record["steps_per_epoch"],
+                record=record,
+                position=j,
+            )
+    return [by_index[n.index] for n in networks]
+
+
+# --- the table ----------------------------------------------------------------------------
+
+
+def spread(values: list[float]) -> str:
+    """``mean ± sd  min  max``, 28 characters."""
+    if not values:
+        return f"{'-':^28}"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):6.2f} ± {sd:5.2f} {min(values):6.2f} {max(values):6.2f}"
+
+
+def by_config(results: list[Result]) -> dict[Config, list[Result]]:
+    groups: dict[Config, list[Result]] = {}
+    for r in results:
+        groups.setdefault(r.net.config, []).append(r)
+    return groups
+
+
+def table(results: list[Result]) -> str:
+    """One row per configuration: mean ± sd, min, max over its seeds of both numbers."""
+    stats = f"{'mean ±    sd    min    max':>28}"
+    lines = [
+        f"{'':<30} {'':>5}  {'test % at best val epoch':^28}  {'best test % over epochs':^28}",
+        f"{'configuration':<30} {'seeds':>5}  {stats}  {stats}  reference",
+    ]
+    for config, group in by_config(results).items():
+        ok = [r for r in group if not r.diverged]
+        honest = spread([r.test_at_best for r in ok])
+        book = spread([r.best_test[0] for r in ok])
+        note = f"{len(group) - len(ok)} diverged; " if len(ok) < len(group) else ""
+        lines.append(
+            f"{config.label:<30} {len(group):>5}  {honest}  {book}  {note}{config.reference}"
+        )
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, results: list[Result], args: Namespace) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in results:
+            c = r.net.config
+            best_test, best_test_epoch = r.best_test
+            val = r.val_accuracy[r.best_epoch] if r.best_epoch >= 0 else float("nan")
+            writer.writerow([
+                r.net.index, r.net.name, c.layers, c.lr, c.batch_size,
+                r.net.seed, args.init, args.backprop, args.precision, len(r.test_accuracy),
+                r.best_epoch, f"{val:.2f}", f"{r.test_at_best:.2f}", f"{best_test:.2f}",
+                best_test_epoch, f"{r.test_accuracy[-1]:.2f}", f"{r.train_cost[-1]:.6f}",
+                r.diverged, r.diverged_at if r.diverged else "",
+            ])  # fmt: skip
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def figures(results: list[Result]) -> dict[str, plt.Figure]:
+    """Test accuracy per epoch of every network, coloured by configuration; the spread of
+    the final (best-validation-epoch) accuracy per configuration; with several η, that
+    accuracy against η on a log axis."""
+    groups = by_config(results)
+    colours = {c: plt.cm.tab10(i % 10) for i, c in enumerate(groups)}
+    out = {}
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for config, group in groups.items():
+        for i, r in enumerate(group):
+            epochs = range(1, r.good_epochs + 1)
+            ax.plot(epochs, r.test_accuracy[: r.good_epochs], color=colours[config], lw=0.8,
+                    alpha=0.7, label=config.label if i == 0 else None)  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Every network, every epoch")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    out["accuracy_per_epoch"] = fig
+
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(groups) + 1.5))
+    for y, (config, group) in enumerate(groups.items()):
+        values = [r.test_at_best for r in group if not r.diverged]
+        ax.scatter(values, [y] * len(values), color=colours[config], alpha=0.8, s=25)
+    ax.set_yticks(range(len(groups)), [c.label for c in groups], fontsize=8)
+    ax.set(xlabel="test accuracy at the best validation epoch (%)",
+           title="Spread over seeds, one point per network")  # fmt: skip
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    out["spread"] = fig
+
+    if len({r.net.config.lr for r in results}) > 1:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        for i, layers in enumerate(sorted({r.net.config.layers for r in results})):
+            points = [(r.net.config.lr, r.test_at_best) for r in results
+                      if r.net.config.layers == layers and not r.diverged]  # fmt: skip
+            ax.scatter(*zip(*points), label=layers, alpha=0.7, s=20, color=plt.cm.tab10(i % 10))
+        ax.set_xscale("log")
+        ax.set(xlabel="learning rate η", ylabel="test accuracy at best validation epoch (%)",
+               title="Accuracy against η, one point per network")  # fmt: skip
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        out["accuracy_vs_lr"] = fig
+    return out
+
+
+# --- TensorBoard, export, the whole report ------------------------------------------------
+
+
+def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictures: dict) -> None:
+    """A run per network (hyperparameters, per-epoch curves, test/accuracy at the end) and a
+    ``summary`` run with the figures."""
+    for r in results:
+        logger = TensorBoardLogger(folder / "tensorboard", name="", version=r.net.name,
+                                   default_hp_metric=False)  # fmt: skip
+        writer = logger.experiment
+        for e in range(len(r.val_accuracy)):
+            step = (e + 1) * r.steps_per_epoch
+            writer.add_scalar("val/accuracy", r.val_accuracy[e] / 100, step)
+            writer.add_scalar("val/cost", r.val_cost[e], step)
+            writer.add_scalar("train/epoch_cost", r.train_cost[e], step)
+        writer.add_scalar(
+            "test/accuracy", r.test_at_best / 100, len(r.val_accuracy) * r.steps_per_epoch
+        )
+        c = r.net.config
+        hparams = {"sizes": c.layers, "lr": c.lr, "batch_size": c.batch_size,
+                   "seed": r.net.seed, "init": args.init, "backprop": args.backprop,
+                   "precision": str(args.precision), "diverged": r.diverged}  # fmt: skip
+        write_hparams(logger, hparams, ["val/accuracy", "val/cost", "test/accuracy"])
+        writer.close()
+    summary = TensorBoardLogger(folder / "tensorboard", name="", version="summary")
+    for name, fig in pictures.items():
+        summary.experiment.add_figure(f"sweep/{name}", fig, close=False)
+    summary.experiment.close()
+
+
+def export(r: Result, path: Path, args: Namespace) -> None:
+    """Network r at its best validation epoch as a regular DigitsMLP checkpoint."""
+    c = r.net.config
+    net = DigitsMLP(sizes=c.sizes, lr=c.lr, init=args.init, backprop=args.backprop)
+    with torch.no_grad():
+        for layer, (w, b) in zip(net.layers, r.record["best"]):
+            layer.weight.copy_(w[r.position])
+            layer.bias.copy_(b[r.position])
+    checkpoint = {
+        "state_dict": net.state_dict(),
+        "hyper_parameters": dict(net.hparams),
+        "pytorch-lightning_version": L.__version__,
+        "epoch": r.best_epoch,
+        "global_step": (r.best_epoch + 1) * r.steps_per_epoch,
+        "datamodule_hyper_parameters": {
+            "data_dir": args.data_dir,
+            "batch_size": c.batch_size,
+            "val_size": args.val_size,
+            "seed": r.net.seed,
+            "split": "last",
+            "download": not args.no_download,
+        },  # fmt: skip
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, path)
+
+
+def report(folder: Path, results: list[Result], args: Namespace) -> None:
+    """Print the table; write results.csv, the figures, the TensorBoard runs, the export."""
+    print(table(results), flush=True)
+    write_csv(folder / "results.csv", results, args)
+    pictures = figures(results)
+    for name, fig in pictures.items():
+        fig.savefig(folder / f"{name}.png", dpi=100)
+    tensorboard_runs(folder, results, args, pictures)
+    for fig in pictures.values():
+        plt.close(fig)
+    alive = [r for r in results if r.best_epoch >= 0 and not r.diverged] or results
+    if args.export is not None:
+        chosen = results[args.export]
+    else:
+        chosen = max(alive, key=lambda r: (r.val_accuracy[r.best_epoch], -r.net.index))
+    path = folder / "export" / f"{chosen.net.name}.ckpt"
+    export(chosen, path, args)
+    print(f"Results: {folder / 'results.csv'}; figures: {folder}/*.png")
+    print(f"Exported {chosen.net.name} (best validation epoch {chosen.best_epoch}): {path}")
+    print(f"View them: tensorboard --logdir {folder / 'tensorboard'}")

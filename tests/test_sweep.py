@@ -1,0 +1,287 @@
+"""scripts/sweep.py: the grid, bad input, what a sweep writes, divergence, resuming."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, write_mnist
+
+from mlp_digits import sweep, sweep_report
+from mlp_digits.checkpoint import load_checkpoint
+from mlp_digits.data import load_mnist
+from mlp_digits.stack import StackedMLP
+
+
+def parse(*flags: str):
+    parser = sweep.parser()
+    return parser, parser.parse_args(list(flags))
+
+
+# --- the grid -----------------------------------------------------------------------------
+
+
+def test_seeds_take_ranges_and_single_values() -> None:
+    assert sweep.parse_seeds(["0-3", "7"]) == [0, 1, 2, 3, 7]
+
+
+def test_grid_is_the_product_of_the_values_in_order() -> None:
+    _, args = parse("--seeds", "0-1", "--lr", "1", "3", "--sizes", "784,30,10", "784,10")
+    grid = sweep.build_grid(args)
+    assert len(grid) == 2 * 2 * 2
+    assert [n.index for n in grid] == list(range(8))
+    assert [(n.config.sizes, n.config.lr, n.seed) for n in grid[:3]] == [
+        ((784, 30, 10), 1.0, 0),
+        ((784, 30, 10), 1.0, 1),
+        ((784, 30, 10), 3.0, 0),
+    ]
+    stacks = sweep.group_stacks(grid)  # same sizes and batch size: one stack, whatever η
+    assert [len(s) for s in stacks] == [4, 4]
+    assert {n.config.sizes for n in stacks[1]} == {(784, 10)}
+
+
+def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
+    _, args = parse("--preset", "chapter1")
+    grid = sweep.build_grid(args)
+    assert len(grid) == 6 * 5
+    configs = {(n.config.sizes, n.config.lr) for n in grid}
+    assert ((784, 100, 10), 0.001) in configs and ((784, 10), 3.0) in configs
+    assert len(sweep.group_stacks(grid)) == 4  # 784-30-10, 784-100-10, 784-10, 784-16-16-10
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--seeds", "5-3"], "empty range"),
+        (["--lr", "3", "3"], "listed twice"),
+        (["--seeds", "0-2", "1"], "listed twice"),
+        (["--sizes", "784,10", "784,10"], "listed twice"),
+        (["--preset", "chapter9"], "unknown"),
+        (["--preset", "chapter1", "--lr", "3"], "leave them out"),
+        (["--lr", "0"], "above 0"),
+        (["--lr", "-1"], "above 0"),
+        (["--lr", "nan"], "finite"),
+        (["--lr", "inf"], "finite"),
+        (["--batch-size", "501"], "larger than the training set (500 images)"),
+        (["--sizes", "785,10"], "start with 784"),
+        (["--sizes", "784,16"], "end with 10"),
+        (["--sizes", "784"], "at least two"),
+        (["--sizes", "784,a,10"], "joined by commas"),
+        (["--seeds", "x"], "whole numbers"),
+    ],
+)
+def test_bad_grid_is_exit_2_with_one_line(
+    tiny_mnist: Path, flags: list[str], says: str, capsys
+) -> None:
+    parser, args = parse(*flags, "--data-dir", str(tiny_mnist), "--val-size", "100")
+    with pytest.raises(SystemExit) as exit:
+        sweep.check_args(parser, args)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("usage:")  # the usage line, then the one error
+    assert says in err[1]
+
+
+def test_grid_that_does_not_fit_in_memory_is_refused(capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sweep, "available_bytes", lambda accelerator: 100 * 2**20)
+    parser, args = parse("--seeds", "0-999", "--sizes", "784,100,10", "--accelerator", "cpu")
+    with pytest.raises(SystemExit) as exit:
+        sweep.check_args(parser, args)
+    assert exit.value.code == 2
+    assert "more than the 100 MB free" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# --- a whole sweep, in this process -------------------------------------------------------
+
+
+POISONED_LR = 2.0
+
+
+@pytest.fixture(scope="module")
+def diverging_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """Two seeds of η = 1 and of η = 2, 2 epochs, 2 stacks; in epoch 1 the η = 2 networks'
+    first-layer weights become infinite, so their cost turns NaN.
+
+    Sigmoid networks saturate rather than overflow (even η = 1e38 keeps the cost finite), so
+    the overflow is made by hand here, inside the real training step.
+    """
+    root = tmp_path_factory.mktemp("sweep")
+    data = write_mnist(root / "data")
+    flags = ["--data-dir", str(data), "--no-download", "--val-size", "100", "--max-epochs", "2"]
+    flags += ["--seeds", "0-1", "--lr", "1", str(POISONED_LR), "--sizes", "784,16,16,10"]
+    flags += ["784,10", "--logdir", str(root / "logs"), "--accelerator", "cpu"]
+    parser, args = parse(*flags)
+    sweep.check_args(parser, args)
+    sgd_step = StackedMLP.sgd_step
+
+    def overflowing_sgd_step(self: StackedMLP, x: torch.Tensor, targets: torch.Tensor):
+        if self.current_epoch == 1:
+            with torch.no_grad():
+                for k, lr in enumerate(self.hparams.lrs):
+                    if lr == POISONED_LR:
+                        self.weights[0][k].fill_(float("inf"))
+        return sgd_step(self, x, targets)
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(StackedMLP, "sgd_step", overflowing_sgd_step)
+        assert sweep.run(args) == 0
+    return root / "logs" / "sweep" / "version_0", data, out.getvalue()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_results_csv_has_one_row_per_network_and_its_columns(diverging_sweep) -> None:
+    folder, _, _ = diverging_sweep
+    rows = read_csv(folder / "results.csv")
+    assert tuple(rows[0]) == sweep_report.CSV_COLUMNS
+    assert [int(r["network"]) for r in rows] == list(range(8))
+    assert {(r["sizes"], float(r["lr"]), int(r["seed"])) for r in rows} == {
+        (s, lr, seed) for s in ("784-16-16-10", "784-10") for lr in (1.0, 2.0) for seed in (0, 1)
+    }
+
+
+def test_a_diverging_network_is_marked_and_the_others_go_on(diverging_sweep) -> None:
+    folder, _, out = diverging_sweep
+    rows = read_csv(folder / "results.csv")
+    for r in rows:
+        assert r["diverged"] == str(float(r["lr"]) == POISONED_LR), r
+        if float(r["lr"]) == 1.0:
+            assert r["diverged_at_step"] == ""
+        else:
+            assert int(r["diverged_at_step"]) == 50 + 1  # the first step of epoch 1
+            assert int(r["best_epoch"]) == 0  # kept from before it diverged
+    assert out.count("2 diverged; ") == 2  # the table's rows for η = 2, one per layer sizes
+    assert out.count("diverged at SGD step 51: marked") == 4
+
+
+def test_the_others_end_as_in_a_sweep_without_the_diverging_networks(
+    diverging_sweep, tmp_path: Path
+) -> None:
+    folder, data, _ = diverging_sweep
+    flags = ["--data-dir", str(data), "--no-download", "--val-size", "100", "--max-epochs", "2"]
+    flags += ["--seeds", "0-1", "--lr", "1", "--sizes", "784,16,16,10", "784,10"]
+    parser, args = parse(*flags, "--logdir", str(tmp_path), "--accelerator", "cpu")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert sweep.run(args) == 0
+    alone = read_csv(tmp_path / "sweep" / "version_0" / "results.csv")
+    beside = [r for r in read_csv(folder / "results.csv") if r["diverged"] == "False"]
+    columns = [c for c in sweep_report.CSV_COLUMNS if c not in ("network", "name")]
+    assert [[r[c] for c in columns] for r in beside] == [[r[c] for c in columns] for r in alone]
+
+
+def test_the_exported_network_is_a_digitsmlp_checkpoint_with_the_csvs_accuracy(
+    diverging_sweep,
+) -> None:
+    folder, data, out = diverging_sweep
+    (path,) = (folder / "export").glob("*.ckpt")
+    model = load_checkpoint(path)
+    row = next(r for r in read_csv(folder / "results.csv") if r["name"] == path.stem)
+    assert row["diverged"] == "False"
+    rows = read_csv(folder / "results.csv")
+    best_val = max(float(r["val_accuracy"]) for r in rows if r["diverged"] == "False")
+    assert float(row["val_accuracy"]) == best_val  # the best by validation, by default
+    x, targets = load_mnist(data, "test")
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == targets).double().mean() * 100
+    assert f"{float(accuracy):.2f}" == row["test_accuracy"]  # the weights of its best epoch
+
+
+def test_export_k_writes_that_network(diverging_sweep, tmp_path: Path) -> None:
+    folder, data, _ = diverging_sweep
+    parser, args = parse("--resume", str(folder), "--export", "4", "--data-dir", str(data))
+    assert sweep.run(args) == 0  # everything done: read back, reported, network 4 exported
+    (path,) = (folder / "export").glob("net0004_*.ckpt")
+    assert load_checkpoint(path).hparams.sizes == (784, 10)
+
+
+def test_figures_and_tensorboard_runs_are_written(diverging_sweep) -> None:
+    folder, _, _ = diverging_sweep
+    for name in ("accuracy_per_epoch", "spread", "accuracy_vs_lr"):
+        assert (folder / f"{name}.png").stat().st_size > 1000
+    runs = sorted(p.name for p in (folder / "tensorboard").iterdir())
+    assert len(runs) == 8 + 1 and "summary" in runs
+
+
+# --- stopping and resuming ----------------------------------------------------------------
+
+
+def test_a_stopped_sweep_resumes_to_the_same_results(tmp_path: Path) -> None:
+    data = write_mnist(tmp_path / "data", n_train=20_000, n_test=100)
+    flags = ["--data-dir", str(data), "--no-download", "--val-size", "1000", "--max-epochs", "2"]
+    flags += ["--seeds", "0-1", "--lr", "0.5", "--accelerator", "cpu"]
+    script = [sys.executable, str(REPO / "scripts" / "sweep.py")]
+    proc = subprocess.Popen(
+        [*script, *flags, "--logdir", str(tmp_path / "a")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stdout:  # stop inside epoch 1
+        if " epoch 0:" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "--resume last" in err.strip().splitlines()[-1]
+    resumed = subprocess.run(
+        [*script, "--resume", "last", "--logdir", str(tmp_path / "a"), "--data-dir", str(data)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = subprocess.run(
+        [*script, *flags, "--logdir", str(tmp_path / "b")], capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a, b = (tmp_path / x / "sweep" / "version_0" for x in "ab")
+    assert read_csv(a / "results.csv") == read_csv(b / "results.csv")
+    (ra,), (rb,) = (sweep.load_stack_records(x / "stacks" / "stack0") for x in (a, b))
+    for (wa, ba), (wb, bb) in zip(ra["best"], rb["best"]):
+        assert torch.equal(wa, wb) and torch.equal(ba, bb)  # bit-identical
+
+
+def test_ddp_splits_the_networks_and_gives_the_same_results(
+    tiny_mnist: Path, tmp_path: Path
+) -> None:
+    flags = ["--data-dir", str(tiny_mnist), "--no-download", "--val-size", "100"]
+    flags += ["--max-epochs", "1", "--seeds", "0-2", "--lr", "1", "3", "--accelerator", "cpu"]
+    script = [sys.executable, str(REPO / "scripts" / "sweep.py"), *flags]
+    ddp = subprocess.run(
+        [*script, "--devices", "2", "--strategy", "ddp", "--logdir", str(tmp_path / "ddp")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "6 networks in 1 stack(s)" in ddp.stdout
+    folder = tmp_path / "ddp" / "sweep" / "version_0"
+    assert sorted(p.name for p in (folder / "stacks" / "stack0").glob("result-*")) == [
+        "result-rank0.pt",
+        "result-rank1.pt",
+    ]
+    one = subprocess.run(
+        [*script, "--logdir", str(tmp_path / "one")], capture_output=True, text=True, timeout=300
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert read_csv(folder / "results.csv") == read_csv(
+        tmp_path / "one" / "sweep" / "version_0" / "results.csv"
+    )
+
+
+@pytest.mark.parametrize("backprop", ["autograd", "manual"])
+def test_a_stack_step_keeps_no_autograd_tape(backprop: str) -> None:
+    """The costs a step returns are kept for the epoch: a tape on them would keep every step's
+    activations (31 MB a step for 1,000 networks) alive."""
+    model = StackedMLP((784, 16, 10), [3.0, 1.0], [0, 1], backprop=backprop)
+    x = torch.randint(0, 256, (2, 10, 784), dtype=torch.uint8)
+    y = model.one_hot(torch.randint(0, 10, (2, 10)))
+    with torch.enable_grad():  # as in Lightning's training step
+        costs = model.sgd_step(x, y)
+    assert costs.shape == (2,) and costs.grad_fn is None and not costs.requires_grad
