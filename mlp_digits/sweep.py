@@ -89,20 +89,10 @@ PRESET_SEEDS = list(range(5))
 # --- the flags ----------------------------------------------------------------------------
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Defaults in the help, except a None (the grid flags say theirs in words)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None:
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         usage="%(prog)s [options]  (see --help)",
         description="Train every combination of the listed values at once, stack by stack.",
-        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
@@ -127,11 +117,14 @@ def parser() -> argparse.ArgumentParser:
     cli.add_data_flags(parser)
     parser.add_argument(
         "--val-size", type=cli.count_or_fraction, default=10_000,
-        help="the last images of the training file, held out for validation",
+        help="the last images of the training file, held out for validation (default: 10000)",
     )  # fmt: skip
     cli.add_logging_flags(parser)
     parser.add_argument(
-        "--num-threads", type=cli.positive_int, default=1, help="CPU threads for torch"
+        "--num-threads",
+        type=cli.positive_int,
+        default=1,
+        help="CPU threads for torch (default: 1)",
     )
     parser.add_argument(
         "--export", type=int, default=None,

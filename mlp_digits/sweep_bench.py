@@ -195,12 +195,3 @@ def run(args: Namespace) -> int:
         "one evaluation of every network). Peak MB: this process so far (the largest N last)."
     )
     return 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_flags(parser)
-    cli.add_data_flags(parser)
-    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
-    parser.add_argument("--val-size", type=cli.count_or_fraction, default=10_000)
-    raise SystemExit(run(parser.parse_args()))

@@ -11,6 +11,7 @@ To run:
     python scripts/benchmark.py --data-dir data --accelerator gpu
     python scripts/benchmark.py --profile python --ways project_manual   # one epoch's profile
     python scripts/benchmark.py --quick                                  # smoke test
+    python scripts/benchmark.py --sweep --sweep-networks 1 10 100 1000   # many networks at once
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from mlp_digits import benchmark_report, cli
+from mlp_digits import benchmark_report, cli, sweep_bench
 from mlp_digits.benchmark import WAYS
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
@@ -56,6 +57,8 @@ def parser() -> argparse.ArgumentParser:
     add("--json", type=Path, help="write every number to this file")
     add("--profile", choices=["python", "torch"], help="profile one epoch of the project instead")
     add("--quick", action="store_true", help="smoke test: 2,000 synthetic images, 1 epoch")
+    add("--sweep", action="store_true", help="time sweeps of many networks (scripts/sweep.py)")
+    sweep_bench.add_flags(p)
     return p
 
 
@@ -76,4 +79,4 @@ if __name__ == "__main__":
     p = parser()
     args = p.parse_args()
     check_args(p, args)
-    sys.exit(cli.run(benchmark_report.main, args))
+    sys.exit(cli.run(sweep_bench.run if args.sweep else benchmark_report.main, args))
