@@ -86,15 +86,10 @@ def quiet_trainer(**kwargs) -> L.Trainer:
 def train_py(args: Namespace) -> tuple[float, float]:
     """One train.py run, one epoch: (training samples/s, whole run's wall seconds)."""
     start = time.perf_counter()
-    flags = ["--data-dir", args.data_dir, "--no-download", "--max-epochs", "1", "--lr", str(LR)]
-    flags += [
-        "--accelerator",
-        args.accelerator,
-        "--backprop",
-        args.sweep_backprop,
-        "--images-every",
-    ]
-    flags += ["0", "--logdir", args.logdir, "--val-size", str(args.val_size)]
+    flags = ["--data-dir", str(args.data_dir), "--no-download", "--max-epochs", "1"]
+    flags += ["--lr", str(LR), "--accelerator", args.accelerator, "--backprop"]
+    flags += [args.sweep_backprop, "--images-every", "0", "--logdir", args.logdir]
+    flags += ["--val-size", str(args.val_size)]
     run_args = cli.train_parser().parse_args(flags)
     timer = TrainTimer(float("inf"), BATCH, warm_up=False)
     run = build_run(run_args, extra_callbacks=[timer])
@@ -162,17 +157,18 @@ def vmap_rate(args: Namespace, n: int, splits: dict) -> float:
 def run(args: Namespace) -> int:
     """Print the sweep's ratios for each N; returns 0."""
     quiet_lightning()
-    torch.set_num_threads(getattr(args, "num_threads", 1) or 1)
+    threads = getattr(args, "num_threads", 1) or 1
     args.val_size = getattr(args, "val_size", 10_000)
     args.no_download = True
     args.logdir = getattr(args, "logdir", "lightning_logs/benchmark")
     splits = sweep.load_splits(args)
     n_train = len(splits["train"][0])
-    one_rate, one_seconds = train_py(args)
+    one_rate, one_seconds = train_py(args)  # with train.py's own 1 thread
+    torch.set_num_threads(threads)
     print(
         f"Sweep, 784-16-16-10, batch {BATCH}, {args.sweep_backprop} backprop, {n_train:,} training "
-        f"images, {torch.get_num_threads()} thread(s); one train.py run: {one_rate:,.0f} "
-        f"samples/s training, {one_seconds:.1f} s for a whole 1-epoch run"
+        f"images, {threads} thread(s); one train.py run (1 thread, its default): "
+        f"{one_rate:,.0f} samples/s training, {one_seconds:.1f} s for a whole 1-epoch run"
     )
     print(
         f"{'networks':>8} {'samples/s':>11} {'x one run':>9} {'x N runs*':>9} "
