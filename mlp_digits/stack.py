@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
 from mlp_digits.chunked import ChunkedSGD
-from mlp_digits.data import EpochPermutation
+from mlp_digits.data import ChunkedBatches, EpochPermutation
 from mlp_digits.model import DigitsMLP
 
 # Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
@@ -72,40 +72,16 @@ class StackPermutations:
         return orders
 
 
-class StackBatches:
+class StackBatches(ChunkedBatches):
     """Training chunks for a stack: ``(x, targets)`` shaped (K, N, B, 784) uint8 and (K, N, B).
 
     Step s of network k is the mini-batch ``perm_k[s*B:(s+1)*B]``; a short last mini-batch is
-    kept, as the book's ``SGD`` keeps it, in a chunk of its own. Resumable mid-epoch like
-    ``data.ChunkedBatches``: the state is the epoch and how many of its steps were trained.
+    kept, as the book's ``SGD`` keeps it, in a chunk of its own. Resumable mid-epoch as
+    ``data.ChunkedBatches``, whose bookkeeping it shares: the state is the epoch and how many
+    of its steps were trained.
     """
 
-    def __init__(
-        self,
-        x: Tensor,
-        targets: Tensor,
-        sampler: StackPermutations,
-        batch_size: int,
-        steps_per_chunk: int,
-        steps_done: Callable[[], int] = lambda: 0,
-    ) -> None:
-        self.x, self.targets, self.sampler = x, targets, sampler
-        self.batch_size, self.steps_per_chunk = batch_size, steps_per_chunk
-        self.steps_done = steps_done
-        self.resume_at: dict[str, int] | None = None
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.sampler.epoch, "steps_done": self.steps_done()}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.resume_at = state
-
-    def steps_per_epoch(self) -> int:
-        return -(-len(self.sampler) // self.batch_size)
-
-    def __len__(self) -> int:
-        n_full, rest = divmod(len(self.sampler), self.batch_size)
-        return -(-n_full // self.steps_per_chunk) + (rest > 0)
+    sampler: StackPermutations
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         skip = 0
