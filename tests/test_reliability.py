@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import lightning as L
@@ -72,7 +71,6 @@ def interrupt_mid_epoch(data_dir: Path, logdir: Path, signum: int) -> subprocess
     for line in proc.stdout:  # wait for the end of epoch 0, then stop epoch 1 early on
         if line.startswith("Epoch 0:"):
             break
-    time.sleep(0.2)
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
@@ -111,6 +109,31 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_weights(
     assert a["sgd_steps"] == b["sgd_steps"] == 2 * steps_per_epoch
     for name, tensor in b["state_dict"].items():
         assert torch.equal(a["state_dict"][name], tensor), name  # bit-identical
+
+
+def test_sigterm_to_the_first_of_two_ddp_processes_stops_both_at_the_same_chunk(
+    big_mnist: Path, tmp_path: Path
+) -> None:
+    """Only rank 0 gets the signal; the ranks agree on it after a chunk, so no rank is left
+    waiting in a gradient all-reduce, and the run goes on from the saved step."""
+    ddp = ("--devices", "2", "--strategy", "ddp", "--backprop", "manual")
+    logdir = tmp_path / "logs"
+    flags = run_flags(big_mnist, logdir, "--max-epochs", "2", "--lr", "0.5", *ddp, val_size=1000)
+    proc = start_training(*flags)
+    for line in proc.stdout:
+        if line.startswith("Epoch 0:"):
+            break
+    proc.send_signal(signal.SIGTERM)  # the launching process only: rank 0
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err[-2000:]
+    assert "--resume last" in err.strip().splitlines()[-1]
+    steps_per_epoch = 29_000 // 2 // 10  # each rank's half, in mini-batches of 10
+    assert steps_per_epoch < last_ckpt(logdir)["sgd_steps"] < 2 * steps_per_epoch
+
+    resumed = run_train("--resume", "last", "--logdir", str(logdir), "--data-dir",
+                        str(big_mnist), "--no-download", *ddp)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert last_ckpt(logdir)["sgd_steps"] == 2 * steps_per_epoch
 
 
 def test_second_signal_exits_at_once(monkeypatch) -> None:
