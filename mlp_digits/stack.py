@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
 from mlp_digits.chunked import ChunkedSGD
-from mlp_digits.data import ChunkedBatches, EpochPermutation
+from mlp_digits.data import ChunkedBatches, EpochPermutation, SlicedBatches
 from mlp_digits.model import DigitsMLP
 
 # Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
@@ -107,23 +107,6 @@ class StackBatches(ChunkedBatches):
         return x, self.targets.index_select(0, flat).view(idx.shape)
 
 
-class EvalBatches:
-    """Validation or test images in consecutive slices, the same images for every network."""
-
-    def __init__(self, x: Tensor, targets: Tensor, batch_size: int) -> None:
-        self.x, self.targets, self.batch_size = x, targets, batch_size
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, len(self.x), self.batch_size):
-            yield (
-                self.x[start : start + self.batch_size],
-                self.targets[start : start + self.batch_size],
-            )
-
-
 class StackData(L.LightningDataModule):
     """One stack's view of the sweep's data: the uint8 tensors, shared by every stack.
 
@@ -156,9 +139,9 @@ class StackData(L.LightningDataModule):
             )
         return batches
 
-    def val_dataloader(self) -> list[EvalBatches]:
+    def val_dataloader(self) -> list[SlicedBatches]:
         model = self.trainer.lightning_module
-        return [EvalBatches(*self.splits[k], model.eval_batch_size()) for k in ("val", "test")]
+        return [SlicedBatches(*self.splits[k], model.eval_batch_size()) for k in ("val", "test")]
 
 
 class StackedMLP(ChunkedSGD):
@@ -236,9 +219,8 @@ class StackedMLP(ChunkedSGD):
         n_nets, n_out, n_in = w0.shape
         z = x @ w0.reshape(n_nets * n_out, n_in).T  # (m, N·n₁)
         a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1))
-        for w, b in zip(self.weights[1:], self.biases[1:]):
-            a = torch.sigmoid(bp.weighted_input(w, b, a))
-        return a
+        activations, _ = bp.feedforward(self.weights[1:], self.biases[1:], a)  # the rest
+        return activations[-1]
 
     def one_hot(self, targets: Tensor) -> Tensor:
         return F.one_hot(targets.long(), self.hparams.sizes[-1]).to(self.weights[0].dtype)

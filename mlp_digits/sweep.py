@@ -38,6 +38,7 @@ from mlp_digits.data import (
     resolve_val_size,
     split_indices,
 )
+from mlp_digits.shapes import DEFAULT_SIZES, check_mnist_sizes
 from mlp_digits.stack import StackData, StackedMLP, stack_bytes
 from mlp_digits.training import PRECISIONS, Interrupted, StopOnSignal, quiet_lightning
 
@@ -164,13 +165,11 @@ def parse_sizes(text: str) -> tuple[int, ...]:
         raise ValueError(
             f"--sizes {text}: give layer widths joined by commas, e.g. 784,30,10"
         ) from None
-    if len(sizes) < 2 or any(n < 1 for n in sizes):
-        raise ValueError(f"--sizes {text}: at least two positive widths, e.g. 784,10")
-    if sizes[0] != 784 or sizes[-1] != 10:
-        raise ValueError(
-            f"--sizes {text}: MNIST needs 784 inputs and 10 outputs, so the sizes must start "
-            "with 784 and end with 10"
-        )
+    if any(n < 1 for n in sizes):
+        raise ValueError(f"--sizes {text}: every layer needs at least one neuron")
+    problem = check_mnist_sizes(sizes)
+    if problem:
+        raise ValueError(f"--sizes {text}: {problem}")
     return sizes
 
 
@@ -205,7 +204,7 @@ def build_grid(args: Namespace) -> list[Network]:
             Config(c.sizes, c.lr, b, c.reference) for c in PRESETS[args.preset] for b in batch_sizes
         ]
     else:
-        sizes = [parse_sizes(s) for s in (args.sizes or ["784,16,16,10"])]
+        sizes = [parse_sizes(s) for s in (args.sizes or [",".join(map(str, DEFAULT_SIZES))])]
         lrs = args.lr or [3.0]
         batch_sizes = args.batch_size or [10]
         no_duplicates("--sizes", sizes)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import lightning as L
@@ -16,6 +19,22 @@ from mlp_digits.model import DigitsMLP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-5k"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, to call its parser and main in this process."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def checked_args(script: ModuleType, *argv: str) -> argparse.Namespace:
+    """A script's flags parsed and checked, as its ``__main__`` does (a mistake: SystemExit)."""
+    parser = script.parser()
+    args = parser.parse_args(argv)
+    script.check_args(parser, args)
+    return args
 
 
 def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:

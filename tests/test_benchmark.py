@@ -3,19 +3,17 @@ numbers are consistent with the epochs they come from. Nothing here depends on t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, write_mnist
+from conftest import REPO, checked_args, load_script, write_mnist
 
 from mlp_digits import benchmark, book
 from mlp_digits.benchmark import BookLoop, Settings, TightLoop
@@ -115,22 +113,8 @@ def test_profile_prints_the_top_python_entries(mnist_160: Path) -> None:
 # --- the script --------------------------------------------------------------------------
 
 
-def load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
-def checked_args(script: Any, *argv: str) -> Any:
-    p = script.parser()
-    args = p.parse_args(argv)
-    script.check_args(p, args)
-    return args
-
-
 def test_default_data_is_the_shared_mnist_when_there_else_synthetic() -> None:
-    script = load_script()
+    script = load_script("benchmark")
     shared = script.SHARED_MNIST if script.SHARED_MNIST.is_dir() else None
 
     args = checked_args(script)

@@ -3,7 +3,6 @@ finite differences, and a wrong gradient caught by both."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import lightning
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, write_mnist
+from conftest import REPO, checked_args, load_script, write_mnist
 from torch import Tensor
 
 from mlp_digits import backprop as bp
@@ -135,16 +134,11 @@ def test_full_float32_precision_is_restored() -> None:
 
 @pytest.fixture(scope="module")
 def script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compare_gradients", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("compare_gradients")
 
 
 def run_in_process(script: ModuleType, *argv: str) -> int:
-    parser = script.parser()
-    args = parser.parse_args(argv)
-    script.check_args(parser, args)
+    args = checked_args(script, *argv)
     return cli.run(script.main, args)
 
 
