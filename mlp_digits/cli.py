@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 
@@ -15,8 +16,8 @@ import torch
 from lightning.pytorch.strategies import StrategyRegistry
 
 from mlp_digits.data import DataError
-from mlp_digits.model import BACKPROPS, INITS
-from mlp_digits.shapes import DEFAULT_SIZES, check_mnist_sizes
+from mlp_digits.network import DEFAULT_SIZES, INITS, check_mnist_sizes
+from mlp_digits.sgd import BACKPROPS
 
 
 def positive_int(text: str) -> int:
@@ -58,15 +59,80 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--sizes",
-        type=positive_int,
-        nargs="+",
-        default=list(DEFAULT_SIZES),
-        help="neurons per layer, input first (default: 784 16 16 10)",
+def parse_sizes(tokens: list[str]) -> list[tuple[int, ...]]:
+    """``--sizes`` in either form: ``784 16 16 10`` (one network) or ``784,16,16,10
+    784,30,10`` (a network per token). ValueError with one sentence for a bad value."""
+    if all("," not in t for t in tokens):
+        tokens = [",".join(tokens)]
+    networks = []
+    for token in tokens:
+        try:
+            sizes = tuple(int(n) for n in token.replace(",", " ").split())
+        except ValueError:
+            raise ValueError(
+                f"--sizes {token}: give whole numbers, e.g. 784 16 16 10 or 784,16,16,10"
+            ) from None
+        problem = check_mnist_sizes(sizes)
+        if problem:
+            raise ValueError(f"--sizes {token.replace(',', ' ')}: {problem}")
+        networks.append(sizes)
+    return networks
+
+
+def add_sizes_flag(parser: argparse.ArgumentParser, many: bool) -> None:
+    shown = " ".join(map(str, DEFAULT_SIZES))
+    what = (
+        "layer sizes of each network, input first: 784,16,16,10 784,30,10 (or 784 16 16 10 "
+        f"for one; default: {shown})"
+        if many
+        else f"neurons per layer, input first: 784 16 16 10 or 784,16,16,10 (default: {shown})"
     )
+    default = None if many else list(DEFAULT_SIZES)  # a sweep's default is its preset's, or this
+    parser.add_argument("--sizes", nargs="+", default=default, help=what)
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    add_sizes_flag(parser, many=False)
     add_gradient_flags(parser)
+
+
+def check_lr(lr: float, precision: str) -> None:
+    """η must be a finite number above 0 that the run's float type can hold (ValueError)."""
+    if not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"--lr {lr:g}: η must be a finite number above 0")
+    largest = torch.finfo(torch.float64 if str(precision) == "64" else torch.float32).max
+    if lr > largest:
+        raise ValueError(
+            f"--lr {lr:g} is beyond the largest float{precision} number ({largest:.3g}); "
+            "use a smaller --lr (or --precision 64)"
+        )
+
+
+def add_val_size_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--val-size",
+        type=count_or_fraction,
+        default=10_000,
+        help="validation images: the last ones of the training file, a count or a fraction "
+        "(default: 10000, the book's split)",
+    )
+
+
+def add_num_threads_flag(parser: argparse.ArgumentParser, default: int, why: str) -> None:
+    parser.add_argument(
+        "--num-threads",
+        type=positive_int,
+        default=default,
+        help=f"CPU threads for torch; {why} (default: {default})",
+    )
+
+
+def add_resume_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--resume",
+        default=None,
+        help=f"'last' (the newest {what} under --logdir/--name) or its path",
+    )
 
 
 def add_gradient_flags(parser: argparse.ArgumentParser) -> None:
@@ -130,9 +196,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=positive_int, default=10, help="mini-batch size m (default: 10)"
     )
-    parser.add_argument(
-        "--lr", type=positive_float, default=3.0, help="learning rate eta (default: 3.0)"
-    )
+    parser.add_argument("--lr", type=float, default=3.0, help="learning rate η (default: 3.0)")
     add_model_flags(parser)
     parser.add_argument(
         "--seed",
@@ -141,13 +205,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="draws the initial weights and each epoch's order (default: 0)",
     )
     add_data_flags(parser)
-    parser.add_argument(
-        "--val-size",
-        type=count_or_fraction,
-        default=10_000,
-        help="validation images: the last ones of the training file, a count or a fraction "
-        "(default: 10000, the book's split)",
-    )
+    add_val_size_flag(parser)
     parser.add_argument(
         "--steps-per-chunk",
         type=positive_int,
@@ -155,12 +213,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="SGD steps per Lightning step (default: about 1,000 samples' worth)",
     )
     add_logging_flags(parser)
-    parser.add_argument(
-        "--num-threads",
-        type=positive_int,
-        default=1,
-        help="CPU threads for torch; at batch 10 one is as fast as two (default: 1)",
-    )
+    add_num_threads_flag(parser, 1, "at batch 10 one is as fast as two")
     parser.add_argument(
         "--check-gradients-every",
         type=non_negative_int,
@@ -175,12 +228,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="write weight pictures, mistakes, confusion matrix and histograms to TensorBoard "
         "every N epochs (default: 1; 0: never)",
     )
-    parser.add_argument(
-        "--resume",
-        default=None,
-        help="'last' (the newest last.ckpt under --logdir/--name) or a checkpoint path; "
-        "--max-epochs counts from the start of the run",
-    )
+    add_resume_flag(parser, "run's last.ckpt; --max-epochs counts from the run's start")
     parser.add_argument(
         "--fast-dev-run",
         action="store_true",
@@ -214,23 +262,20 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_sizes(parser: argparse.ArgumentParser, sizes: list[int]) -> None:
-    """--sizes for MNIST: at least two layers, 784 inputs, 10 outputs (else exit 2)."""
-    problem = check_mnist_sizes(sizes)
-    if problem:
-        parser.error(f"--sizes {' '.join(map(str, sizes))}: {problem}")
-
-
 def check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks of train.py's flags that need more than one flag, or the machine; each failure
-    is parser.error (exit 2)."""
-    check_sizes(parser, args.sizes)
-    largest = torch.finfo(torch.float64 if str(args.precision) == "64" else torch.float32).max
-    if args.lr > largest:
-        parser.error(
-            f"--lr {args.lr:g} is beyond the largest float{args.precision} number ({largest:.3g}); "
-            "use a smaller --lr (or --precision 64)"
-        )
+    is parser.error (exit 2). ``args.sizes`` becomes one network's sizes."""
+    try:
+        networks = parse_sizes([str(t) for t in args.sizes])
+        if len(networks) > 1:
+            raise ValueError(
+                f"--sizes {' '.join(map(str, args.sizes))}: train.py trains one network; "
+                "scripts/sweep.py trains several"
+            )
+        check_lr(args.lr, args.precision)
+    except ValueError as e:
+        parser.error(str(e))
+    args.sizes = list(networks[0])
     check_device_args(parser, args)
 
 
@@ -243,6 +288,41 @@ def check_device_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error(f"--strategy {args.strategy} is not one of: {', '.join(strategies)}")
     if args.devices != "auto" and not (args.devices.isdigit() and int(args.devices) >= 1):
         parser.error(f"--devices {args.devices}: give a number of devices (1, 2, ...) or auto")
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    from mlp_digits.sweep.grid import PRESETS  # here: the grid checks its values with cli's
+
+    parser = argparse.ArgumentParser(
+        usage="%(prog)s [options]  (see --help)",
+        description="Train every combination of the listed values at once, stack by stack.",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
+    )
+    parser.add_argument(
+        "--lr", type=float, nargs="+", default=None, help="learning rates η (default 3)"
+    )
+    add_sizes_flag(parser, many=True)
+    parser.add_argument(
+        "--batch-size", type=int, nargs="+", default=None, help="mini-batch sizes (default 10)"
+    )
+    parser.add_argument("--preset", default=None, help=f"a ready-made grid: {', '.join(PRESETS)}")
+    add_gradient_flags(parser)
+    add_device_flags(
+        parser, devices_help="processes: with --strategy ddp each trains its share of the networks"
+    )
+    add_data_flags(parser)
+    add_val_size_flag(parser)
+    add_logging_flags(parser)
+    add_num_threads_flag(parser, os.cpu_count() or 1, "a stack of networks uses them all")
+    parser.add_argument(
+        "--export", type=int, default=None,
+        help="network K (the first column of results.csv) to write as a DigitsMLP checkpoint "
+        "(default: the best by validation)",
+    )  # fmt: skip
+    add_resume_flag(parser, "sweep folder")
+    return parser
 
 
 def given_flags(

@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mlp_digits import checkpoint, gradcheck
+from mlp_digits import gradcheck
 from mlp_digits.data import DataError, load_mnist
-from mlp_digits.model import DigitsMLP
-from mlp_digits.shapes import DEFAULT_SIZES, check_mnist_sizes
+from mlp_digits.lightning import checkpoint
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.network import DEFAULT_SIZES, check_mnist_sizes
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Rounding in float32 (ε ≈ 1e-7) leaves relative errors near 1e-6; in float64 near 1e-15.

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import torch
 
-from mlp_digits import benchmark_report, cli, sweep_bench
-from mlp_digits.benchmark import WAYS
+from mlp_digits import cli
+from mlp_digits.bench import report as benchmark_report
+from mlp_digits.bench import sweep as sweep_bench
+from mlp_digits.bench.ways import WAYS
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 

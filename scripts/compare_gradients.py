@@ -18,7 +18,7 @@ import torch
 
 from mlp_digits import cli
 from mlp_digits.gradcheck_cli import DEFAULT_TOLERANCE, DTYPES, check, non_negative_float
-from mlp_digits.shapes import DEFAULT_SIZES, check_mnist_sizes
+from mlp_digits.network import DEFAULT_SIZES, check_mnist_sizes
 
 
 def parser() -> argparse.ArgumentParser:

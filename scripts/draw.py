@@ -17,7 +17,7 @@ import sys
 import webbrowser
 
 from mlp_digits import cli
-from mlp_digits.draw import serve, write_page
+from mlp_digits.page.draw import serve, write_page
 
 
 def parser() -> argparse.ArgumentParser:

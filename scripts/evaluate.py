@@ -7,7 +7,7 @@ To run:
 import sys
 
 from mlp_digits import cli
-from mlp_digits.training import evaluate
+from mlp_digits.lightning.training import evaluate
 
 if __name__ == "__main__":
     args = cli.evaluate_parser().parse_args()

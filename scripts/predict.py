@@ -15,7 +15,7 @@ import json
 import sys
 
 from mlp_digits import cli
-from mlp_digits.predict import format_results, load_model, predict_files
+from mlp_digits.page.predict import format_results, load_model, predict_files
 
 
 def parser() -> argparse.ArgumentParser:

@@ -9,7 +9,7 @@ To run:
 import sys
 
 from mlp_digits import cli
-from mlp_digits.training import train
+from mlp_digits.lightning.training import train
 
 if __name__ == "__main__":
     sys.exit(cli.run(train, cli.parse_train_args()))

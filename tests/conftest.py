@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from mlp_digits.idx import separable_digits as separable_digits  # re-exported for the tests
 from mlp_digits.idx import write_separable_mnist
-from mlp_digits.model import DigitsMLP
+from mlp_digits.lightning.model import DigitsMLP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-5k"

@@ -15,8 +15,9 @@ import pytest
 import torch
 from conftest import REPO, checked_args, load_script, write_mnist
 
-from mlp_digits import benchmark, book
-from mlp_digits.benchmark import BookLoop, Settings, TightLoop
+from mlp_digits import book
+from mlp_digits.bench import ways as benchmark
+from mlp_digits.bench.ways import BookLoop, Settings, TightLoop
 from mlp_digits.data import load_mnist
 
 SCRIPT = REPO / "scripts" / "benchmark.py"

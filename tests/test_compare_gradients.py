@@ -18,7 +18,7 @@ from torch import Tensor
 
 from mlp_digits import backprop as bp
 from mlp_digits import cli, gradcheck
-from mlp_digits.model import DigitsMLP
+from mlp_digits.lightning.model import DigitsMLP
 
 SCRIPT = REPO / "scripts" / "compare_gradients.py"
 NAMES = [f"layers.{l}.{kind}" for l in range(3) for kind in ("weight", "bias")]

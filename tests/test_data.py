@@ -13,16 +13,10 @@ import torch
 from conftest import SHARED_MNIST, separable_digits, write_mnist
 
 from mlp_digits import data
-from mlp_digits.data import (
-    ChunkedBatches,
-    DataError,
-    EpochPermutation,
-    MNISTDataModule,
-    check_idx,
-    load_mnist,
-    prepare_mnist,
-)
+from mlp_digits.data import DataError, check_idx, load_mnist, prepare_mnist
 from mlp_digits.idx import write_idx_images, write_idx_labels
+from mlp_digits.lightning.datamodule import ChunkedBatches, MNISTDataModule
+from mlp_digits.sgd import EpochPermutation
 
 OFFICIAL_GZ = SHARED_MNIST.parent / "mnist-gz"
 

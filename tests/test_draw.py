@@ -30,9 +30,9 @@ from PIL import Image, ImageDraw
 
 from mlp_digits import backprop as bp
 from mlp_digits.data import DataError, load_mnist
-from mlp_digits.draw import N_RIGHT, N_WRONG, build_page, pick_examples, write_page
-from mlp_digits.model import DigitsMLP
-from mlp_digits.predict import image_to_mnist
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.page.draw import N_RIGHT, N_WRONG, build_page, pick_examples, write_page
+from mlp_digits.page.predict import image_to_mnist
 
 SCRIPT = REPO / "scripts" / "draw.py"
 HAVE_MNIST = (SHARED_MNIST / "MNIST" / "raw").is_dir()

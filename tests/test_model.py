@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
 from mlp_digits import book
-from mlp_digits.data import MNISTDataModule
-from mlp_digits.model import DigitsMLP
+from mlp_digits.lightning.datamodule import MNISTDataModule
+from mlp_digits.lightning.model import DigitsMLP
 
 BACKPROPS = ["autograd", "manual"]
 
@@ -208,22 +208,6 @@ def test_sgd_step_returns_cost_before_update(backprop: str) -> None:
     assert cost.item() == pytest.approx(cost_before, rel=0, abs=1e-12)
 
 
-def test_the_optimizer_lightning_steps_changes_no_weight() -> None:
-    """It only counts chunks for Lightning (see mlp_digits.chunked): the update is sgd_step's."""
-    model = DigitsMLP()
-    before = [p.detach().clone() for p in model.parameters()]
-    model.sgd_step(pixels(10), model.one_hot(digit_labels(10)))  # a step, applied already
-    after = [p.detach().clone() for p in model.parameters()]
-
-    model.configure_optimizers().step()
-
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), after))
-    assert not all(torch.equal(p, q) for p, q in zip(after, before))
-
-
-# --- training through Lightning ------------------------------------------------------------
-
-
 def test_manual_and_autograd_backprop_train_to_the_same_weights(
     mnist_1100: Path, tmp_path: Path
 ) -> None:
@@ -299,6 +283,7 @@ def test_checkpoint_round_trip_restores_hparams_and_outputs(
         "lr": 0.5,
         "init": "scaled",
         "backprop": "manual",
+        "seed": 0,
         "check_gradients_every": 0,
     }
     assert dict(loaded.hparams) == dict(model.hparams)

@@ -19,8 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor
 
 from mlp_digits import cli
-from mlp_digits.model import DigitsMLP
-from mlp_digits.pictures import (
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.lightning.pictures import (
     CELL,
     LEFT,
     MISCLASSIFIED_PER_ROW,
@@ -40,7 +40,7 @@ from mlp_digits.pictures import (
     weight_tiles,
     write_histogram,
 )
-from mlp_digits.training import build_run
+from mlp_digits.lightning.training import build_run
 
 IMAGE_TAGS = {"images/first_layer_weights", "images/misclassified", "images/confusion_matrix"}
 PARAMETERS = [f"layers.{i}.{kind}" for i in range(3) for kind in ("weight", "bias")]

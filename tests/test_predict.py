@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw
 from PIL.ImageOps import invert
 
 from mlp_digits.data import DataError, load_mnist
-from mlp_digits.model import DigitsMLP
-from mlp_digits.predict import bar_chart, image_to_mnist, load_model, predict_files
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.page.predict import bar_chart, image_to_mnist, load_model, predict_files
 
 SCRIPT = REPO / "scripts" / "predict.py"
 HAVE_MNIST = (SHARED_MNIST / "MNIST" / "raw").is_dir()

@@ -17,9 +17,9 @@ import torch
 from conftest import REPO, write_mnist
 
 from mlp_digits import cli
-from mlp_digits.data import MNISTDataModule
-from mlp_digits.model import DigitsMLP
-from mlp_digits.training import StopOnSignal, build_run, train
+from mlp_digits.lightning.datamodule import MNISTDataModule
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.lightning.training import StopOnSignal, build_run, train
 
 TRAIN = str(REPO / "scripts" / "train.py")
 

@@ -14,14 +14,17 @@ import pytest
 import torch
 from conftest import REPO, write_mnist
 
-from mlp_digits import sweep, sweep_report
-from mlp_digits.checkpoint import load_checkpoint
+from mlp_digits import cli
 from mlp_digits.data import load_mnist
-from mlp_digits.stack import StackedMLP
+from mlp_digits.lightning.checkpoint import load_checkpoint
+from mlp_digits.sweep import grid as sweep_grid
+from mlp_digits.sweep import report as sweep_report
+from mlp_digits.sweep import run as sweep
+from mlp_digits.sweep.stack import StackedMLP
 
 
 def parse(*flags: str):
-    parser = sweep.parser()
+    parser = cli.sweep_parser()
     return parser, parser.parse_args(list(flags))
 
 
@@ -29,12 +32,12 @@ def parse(*flags: str):
 
 
 def test_seeds_take_ranges_and_single_values() -> None:
-    assert sweep.parse_seeds(["0-3", "7"]) == [0, 1, 2, 3, 7]
+    assert sweep_grid.parse_seeds(["0-3", "7"]) == [0, 1, 2, 3, 7]
 
 
 def test_grid_is_the_product_of_the_values_in_order() -> None:
     _, args = parse("--seeds", "0-1", "--lr", "1", "3", "--sizes", "784,30,10", "784,10")
-    grid = sweep.build_grid(args)
+    grid = sweep_grid.build_grid(args)
     assert len(grid) == 2 * 2 * 2
     assert [n.index for n in grid] == list(range(8))
     assert [(n.config.sizes, n.config.lr, n.seed) for n in grid[:3]] == [
@@ -42,18 +45,18 @@ def test_grid_is_the_product_of_the_values_in_order() -> None:
         ((784, 30, 10), 1.0, 1),
         ((784, 30, 10), 3.0, 0),
     ]
-    stacks = sweep.group_stacks(grid)  # same sizes and batch size: one stack, whatever η
+    stacks = sweep_grid.group_stacks(grid)  # same sizes and batch size: one stack, whatever η
     assert [len(s) for s in stacks] == [4, 4]
     assert {n.config.sizes for n in stacks[1]} == {(784, 10)}
 
 
 def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
     _, args = parse("--preset", "chapter1")
-    grid = sweep.build_grid(args)
+    grid = sweep_grid.build_grid(args)
     assert len(grid) == 6 * 5
     configs = {(n.config.sizes, n.config.lr) for n in grid}
     assert ((784, 100, 10), 0.001) in configs and ((784, 10), 3.0) in configs
-    assert len(sweep.group_stacks(grid)) == 4  # 784-30-10, 784-100-10, 784-10, 784-16-16-10
+    assert len(sweep_grid.group_stacks(grid)) == 4  # 784-30-10, 784-100-10, 784-10, 784-16-16-10
 
 
 @pytest.mark.parametrize(
@@ -73,7 +76,7 @@ def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
         (["--sizes", "785,10"], "start with 784"),
         (["--sizes", "784,16"], "end with 10"),
         (["--sizes", "784"], "at least two"),
-        (["--sizes", "784,a,10"], "joined by commas"),
+        (["--sizes", "784,a,10"], "give whole numbers"),
         (["--seeds", "x"], "whole numbers"),
     ],
 )

@@ -12,11 +12,12 @@ import pytest
 import torch
 from conftest import SHARED_MNIST
 
-from mlp_digits import cli, sweep
+from mlp_digits import cli
 from mlp_digits.data import load_mnist
-from mlp_digits.stack import pixels
-from mlp_digits.sweep import Config, Network
-from mlp_digits.training import build_run
+from mlp_digits.lightning.training import build_run
+from mlp_digits.sweep import run as sweep
+from mlp_digits.sweep.grid import Config, Network
+from mlp_digits.sweep.stack import pixels
 
 pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist-5k")
 SIZES = (784, 16, 16, 10)
@@ -43,7 +44,7 @@ def train_py(
 
 def sweep_stack(tmp: Path, backprop: str, precision: str, batch: int = 10) -> dict:
     """The three networks trained as one stack by the sweep's own path."""
-    args = sweep.parser().parse_args(
+    args = cli.sweep_parser().parse_args(
         [*COMMON, "--backprop", backprop, "--precision", precision, "--logdir", str(tmp)]
     )
     nets = [Network(i, Config(SIZES, lr, batch), seed) for i, (seed, lr) in enumerate(NETS)]

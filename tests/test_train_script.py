@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mlp_digits import DigitsMLP, cli
 from mlp_digits.data import load_mnist
-from mlp_digits.training import train
+from mlp_digits.lightning.training import train
 
 SCALAR_TAGS = {
     "train/cost",

@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from mlp_digits import backprop as bp
-from mlp_digits.model import DigitsMLP
+from mlp_digits.lightning.model import DigitsMLP
 
 SIDE = 28
 # Points per embedding: enough for t-SNE to show ten clusters; TensorBoard's own sprite code

@@ -1,16 +1,14 @@
 """StackedMLP: N networks of the same layer sizes, trained at once as one stack.
 
 Network k of the stack is the ``scripts/train.py`` run with its own seed and its own η: the
-same initial weights (``torch.manual_seed(seed_k)`` then ``DigitsMLP(...)``, as train.py
-draws them), the same mini-batches in the same order (``EpochPermutation(n, seed_k)``), the
-same update ``w ← w − η_k ∂C/∂w``. Only the arithmetic is shared:
+same initial weights (``network.initial_parameters(sizes, init, seed_k)``), the same
+mini-batches in the same order (``EpochPermutation(n, seed_k)``), the same step
+(``sgd.sgd_step``, with one η per network). Only the arithmetic is shared:
 
     weights[l]  (N, n_out, n_in)     biases[l]  (N, n_out)     x  (N, m, 784)
 
 so each layer is one batched matrix product for all N networks, and ``mlp_digits.backprop``
 (BP1–BP4 written once for one network or a stack) or autograd gives all N gradients at once.
-Autograd runs backward from the *sum* of the N costs: network k's weights enter only its
-own cost, so ∂(Σ_j C_j)/∂w_k = ∂C_k/∂w_k, each network's own gradient.
 
 The pixels stay uint8 on the device (a quarter of float32's bytes to gather every step) and
 become floats per mini-batch, exactly as ``data.load_mnist`` makes them: ``x / 255`` in
@@ -27,9 +25,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
-from mlp_digits.chunked import ChunkedSGD
-from mlp_digits.data import ChunkedBatches, EpochPermutation, SlicedBatches
-from mlp_digits.model import DigitsMLP
+from mlp_digits import sgd
+from mlp_digits.lightning.chunked import ChunkedSGD
+from mlp_digits.lightning.datamodule import ChunkedBatches, SlicedBatches
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.network import stacked_initial_parameters
+from mlp_digits.sgd import EpochPermutation
 
 # Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
 # once per chunk, and a chunk of uint8 pixels stays a few MB however many networks there are.
@@ -174,18 +175,9 @@ class StackedMLP(ChunkedSGD):
             {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds), "init": init,
              "backprop": backprop}
         )  # fmt: skip
-        n_layers = len(sizes) - 1
-        weights: list[list[Tensor]] = [[] for _ in range(n_layers)]
-        biases: list[list[Tensor]] = [[] for _ in range(n_layers)]
-        for seed, lr in zip(seeds, lrs):
-            # train.py seeds, then builds DigitsMLP: nothing else draws in between.
-            torch.manual_seed(seed)
-            net = DigitsMLP(sizes=sizes, lr=lr, init=init, backprop=backprop)
-            for l, layer in enumerate(net.layers):
-                weights[l].append(layer.weight.detach())
-                biases[l].append(layer.bias.detach())
-        self.weights = nn.ParameterList(torch.stack(w) for w in weights)
-        self.biases = nn.ParameterList(torch.stack(b) for b in biases)
+        weights, biases = stacked_initial_parameters(sizes, init, seeds)
+        self.weights = nn.ParameterList(weights)
+        self.biases = nn.ParameterList(biases)
         n_nets = len(seeds)
         # float64 whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
         self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64))
@@ -234,31 +226,9 @@ class StackedMLP(ChunkedSGD):
         before the update.
         """
         x = pixels(x, y.dtype)
-        weights, biases = list(self.weights), list(self.biases)
-        if self.hparams.backprop == "manual":
-            with torch.no_grad():  # no tape: it would keep every step's activations alive
-                activations, zs = bp.feedforward(weights, biases, x)
-                nabla_w, nabla_b = bp.backward(weights, activations, zs, y)  # BP1-BP4
-                costs = bp.cost(activations[-1], y)
-        else:
-            with torch.enable_grad():
-                activations, _ = bp.feedforward(weights, biases, x)
-                costs = bp.cost(activations[-1], y)
-                # Network k's weights enter only its own cost: the sum's gradient is each
-                # network's own.
-                nablas = torch.autograd.grad(costs.sum(), weights + biases)
-            nabla_w, nabla_b = list(nablas[: len(weights)]), list(nablas[len(weights) :])
-            costs = costs.detach()
-        self.apply_sgd_update(weights + biases, nabla_w + nabla_b)
-        return costs
-
-    @torch.no_grad()
-    def apply_sgd_update(self, params: list[Tensor], grads: list[Tensor]) -> None:
-        """w ← w − η_k ∂C/∂w, each network k with its own η: ``w + (−η_k) · ∂C/∂w``, the
-        same two roundings as DigitsMLP's ``w.sub_(nabla_w, alpha=η)``."""
-        neg_lr = -self.lr.to(params[0].dtype)
-        for p, g in zip(params, grads):
-            p.addcmul_(neg_lr.view(-1, *[1] * (p.dim() - 1)), g)
+        return sgd.sgd_step(
+            list(self.weights), list(self.biases), x, y, self.lr, self.hparams.backprop
+        ).cost
 
     def steps_per_epoch(self) -> int:
         return self.trainer.train_dataloader.steps_per_epoch()
@@ -350,7 +320,9 @@ class StackedMLP(ChunkedSGD):
     def export(self, k: int) -> DigitsMLP:
         """Network k at its best validation epoch as a plain DigitsMLP (train.py's best)."""
         hp = self.hparams
-        net = DigitsMLP(sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop)
+        net = DigitsMLP(
+            sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop, seed=hp.seeds[k]
+        )
         with torch.no_grad():
             for l, layer in enumerate(net.layers):
                 best_w, best_b = self.best_parameters(l)

@@ -7,9 +7,11 @@ The arithmetic is that of one mini-batch at a time; only the bookkeeping is paid
 What follows from that choice is all here, so that the model can read like the book:
 
 - SGD steps are counted here (``sgd_steps``, kept in checkpoints): every curve's x-axis and
-  every step a user is told about is an SGD step. Lightning's own global step counts chunks:
-  its loops and checkpoints advance on an optimizer step, so each chunk ends with one
-  ``optimizer.step()`` that has no gradients to apply.
+  every step a user is told about is an SGD step. Lightning has no optimizer to step (the
+  updates are ``sgd.sgd_step``'s), so its own global step stays 0, and the checkpoints are
+  the project's own callback (``mlp_digits.lightning.checkpoint.SaveCheckpoints``).
+- The costs of the epoch so far travel in the checkpoint, so that ``train/epoch_cost`` and
+  ``train/cost`` after a run resumed mid-epoch are the uninterrupted run's.
 - Step-level curves (``train/cost`` every ``LOG_EVERY_N_STEPS`` steps, and any scalar a
   subclass adds with ``log_step_scalar``) are kept on the device and written at their exact
   steps with one host sync, at the end of the chunk that has something to write.
@@ -46,6 +48,7 @@ class ChunkedSGD(L.LightningModule):
         self.step_scalars: list[tuple[str, Tensor, int]] = []
         self.recent_costs: list[Tensor] = []
         self.epoch_costs: list[Tensor] = []
+        self.next_log_step: int | None = None
 
     def one_hot(self, targets: Tensor) -> Tensor:
         """The desired outputs y(x) for class indices ``targets``."""
@@ -55,14 +58,15 @@ class ChunkedSGD(L.LightningModule):
         """One SGD update on the mini-batch (x, y); returns the cost of the mini-batch."""
         raise NotImplementedError
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        # Only for Lightning's step count (see the module): the updates are the model's own.
-        return torch.optim.SGD(self.parameters(), lr=0.0)
+    def configure_optimizers(self) -> None:
+        return None  # the updates are sgd.sgd_step's: Lightning has nothing to step
 
     def on_train_start(self) -> None:
         self.world_size = self.trainer.world_size
-        self.next_log_step = self.sgd_steps + LOG_EVERY_N_STEPS
-        self.recent_costs, self.epoch_costs = [], []
+        if self.next_log_step is None:  # else it came from the checkpoint of a resumed run
+            self.next_log_step = self.sgd_steps + LOG_EVERY_N_STEPS
+        self.epoch_costs = [c.to(self.device) for c in self.epoch_costs]  # from a checkpoint
+        self.recent_costs = [c.to(self.device) for c in self.recent_costs]
 
     def training_step(self, chunk: tuple[Tensor, Tensor], chunk_idx: int) -> None:
         """K SGD updates, one per mini-batch along the chunk's first dimension."""
@@ -74,7 +78,6 @@ class ChunkedSGD(L.LightningModule):
             costs.append(self.sgd_step(x, y))
             self.sgd_steps += 1
         costs = torch.stack(costs)
-        self.optimizers().step()  # no gradients: it only counts the chunk for Lightning
         self.check_finite(costs, first_step)
         self.epoch_costs.append(costs)
         self.recent_costs.append(costs)
@@ -153,6 +156,17 @@ class ChunkedSGD(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sgd_steps"] = self.sgd_steps
+        # Each step's cost since the epoch's start and since the curve's last point: a run
+        # resumed mid-epoch averages them with its own, as the uninterrupted run does.
+        checkpoint["step_costs"] = {
+            "epoch": [c.cpu() for c in self.epoch_costs],
+            "recent": [c.cpu() for c in self.recent_costs],
+            "next_log_step": self.next_log_step,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.sgd_steps = checkpoint.get("sgd_steps", checkpoint.get("global_step", 0))
+        saved = checkpoint.get("step_costs", {})
+        self.epoch_costs = list(saved.get("epoch", []))
+        self.recent_costs = list(saved.get("recent", []))
+        self.next_log_step = saved.get("next_log_step")

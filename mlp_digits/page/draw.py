@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mlp_digits.checkpoint import one_line, read_checkpoint
 from mlp_digits.data import DataError, load_mnist
-from mlp_digits.model import DigitsMLP
-from mlp_digits.predict import load_model
+from mlp_digits.lightning.checkpoint import one_line, read_checkpoint
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.page.predict import load_model
 
 N_RIGHT = 10  # test digits the network reads right: the first of each digit
 N_WRONG = 8  # ... and the first ones it gets wrong

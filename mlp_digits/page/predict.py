@@ -17,10 +17,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from mlp_digits.checkpoint import load_checkpoint, one_line
 from mlp_digits.data import DataError
-from mlp_digits.model import DigitsMLP
-from mlp_digits.shapes import check_mnist_sizes
+from mlp_digits.lightning.checkpoint import load_checkpoint, one_line
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.network import check_mnist_sizes
 
 FIELD = 28  # MNIST images are 28x28 ...
 BOX = 20  # ... with the digit scaled to fit 20x20 ...

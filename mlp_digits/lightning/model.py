@@ -4,11 +4,12 @@
     C = 1/(2m) Σ_x ‖y(x) − a(x)‖²      the quadratic cost of a mini-batch of m examples
     w ← w − η ∂C/∂w                    plain SGD: no momentum, no weight decay
 
-The gradients ∂C/∂w come from autograd (``backprop="autograd"``) or from the book's four
-equations in ``mlp_digits.backprop`` (``backprop="manual"``); the update is the same.
+The network starts where ``mlp_digits.network.initial_parameters`` puts a seed, and learns by
+``mlp_digits.sgd.sgd_step``: ∂C/∂w from autograd (``backprop="autograd"``) or from the book's
+four equations in ``mlp_digits.backprop`` (``backprop="manual"``), the same update either way.
 
 How training is made fast (several SGD steps per Lightning step, the SGD-step count, the
-step-level curves) is the job of ``mlp_digits.chunked``; this file is the network itself.
+step-level curves) is the job of ``mlp_digits.lightning.chunked``; this file is the network.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mlp_digits import backprop as bp
-from mlp_digits.chunked import ChunkedSGD
-from mlp_digits.shapes import DEFAULT_SIZES
+from mlp_digits import sgd
+from mlp_digits.lightning.chunked import ChunkedSGD
+from mlp_digits.network import DEFAULT_SIZES, INITS, initial_parameters
+from mlp_digits.sgd import BACKPROPS
 
-INITS = ("gaussian", "scaled")
-BACKPROPS = ("autograd", "manual")
 SATURATED = 1e-3  # an output activation this close to 0 or 1 has all but stopped learning
 
 
@@ -43,6 +44,7 @@ class DigitsMLP(ChunkedSGD):
         check_gradients_every: every this many SGD steps, compute the step's gradients both
             ways and log their relative difference as ``grad_check/rel_error/<tensor>``
             (0: never).
+        seed: where the weights start (``network.initial_parameters``).
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class DigitsMLP(ChunkedSGD):
         init: str = "gaussian",
         backprop: str = "autograd",
         check_gradients_every: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
@@ -68,11 +71,19 @@ class DigitsMLP(ChunkedSGD):
                 "init": init,
                 "backprop": backprop,
                 "check_gradients_every": check_gradients_every,
+                "seed": seed,
             }
         )
         self.lr, self.backprop, self.check_every = lr, backprop, check_gradients_every
-        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes, sizes[1:]))
-        self.reset_parameters(init)
+        # nn.Linear for its state-dict names (layers.0.weight, ...), which every checkpoint
+        # uses; its own U(±1/√n_in) start is skipped for the book's.
+        self.layers = nn.ModuleList(
+            nn.utils.skip_init(nn.Linear, n_in, n_out) for n_in, n_out in zip(sizes, sizes[1:])
+        )
+        with torch.no_grad():
+            for layer, w, b in zip(self.layers, *initial_parameters(sizes, init, seed)):
+                layer.weight.copy_(w)
+                layer.bias.copy_(b)
         # The book's lists of Wˡ and bˡ: the layers' own tensors, named for the equations.
         self.weights = [layer.weight for layer in self.layers]
         self.biases = [layer.bias for layer in self.layers]
@@ -85,18 +96,6 @@ class DigitsMLP(ChunkedSGD):
         self.saturation = MeanMetric()
         self.warned_saturation = False
 
-    @torch.no_grad()
-    def reset_parameters(self, init: str) -> None:
-        """Draw fresh weights and biases.
-
-        ``nn.Linear`` starts from U(±1/√n_in); the book starts from N(0, 1), and results only
-        compare with the book's if we start where it does.
-        """
-        for layer in self.layers:
-            std = 1.0 if init == "gaussian" else layer.in_features**-0.5
-            layer.weight.normal_(0.0, std)
-            layer.bias.normal_(0.0, 1.0)
-
     def forward(self, x: Tensor) -> Tensor:
         """Output activations (m, 10) for pixels x (m, 784) in [0, 1]."""
         activations, _ = bp.feedforward(self.weights, self.biases, x)
@@ -108,43 +107,20 @@ class DigitsMLP(ChunkedSGD):
 
     # --- learning -------------------------------------------------------------------------
 
-    def gradients(
-        self, x: Tensor, y: Tensor, backprop: str | None = None
-    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """The cost C of the mini-batch (x, y), and ``(nabla_w, nabla_b)``: ∂C/∂W and ∂C/∂b
-        for every layer, by BP1–BP4 or by autograd (``backprop``, by default the model's)."""
-        weights, biases = self.weights, self.biases
-        if (backprop or self.backprop) == "manual":
-            with torch.inference_mode():  # no autograd bookkeeping at all: ~8% faster here
-                activations, zs = bp.feedforward(weights, biases, x)
-                nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
-                return bp.cost(activations[-1], y), nabla_w, nabla_b
-        with torch.enable_grad():
-            activations, _ = bp.feedforward(weights, biases, x)
-            cost = bp.cost(activations[-1], y)
-            nablas = torch.autograd.grad(cost, [*weights, *biases])
-        n = len(weights)
-        return cost.detach(), list(nablas[:n]), list(nablas[n:])
-
     def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
         """One step of SGD on the mini-batch (x, y); returns its cost before the update."""
         if self.check_every and (self.sgd_steps + 1) % self.check_every == 0:
             self.check_gradients(x, y)
-        cost, nabla_w, nabla_b = self.gradients(x, y)
-        if self.world_size > 1:  # several processes: all take the step of their mean gradient
-            nabla_w, nabla_b = self.average_over_processes(nabla_w, nabla_b)
-        with torch.no_grad():
-            for w, nw in zip(self.weights, nabla_w):
-                w.sub_(nw, alpha=self.lr)  # w ← w − η ∂C/∂w
-            for b, nb in zip(self.biases, nabla_b):
-                b.sub_(nb, alpha=self.lr)  # b ← b − η ∂C/∂b
-        self.last_gradients = (nabla_w, nabla_b)
-        return cost
+        # Several processes: each has a share of the mini-batch; all step by their mean gradient.
+        average = self.average_over_processes if self.world_size > 1 else None
+        step = sgd.sgd_step(self.weights, self.biases, x, y, self.lr, self.backprop, average)
+        self.last_gradients = (step.nabla_w, step.nabla_b)
+        return step.cost
 
     def check_gradients(self, x: Tensor, y: Tensor) -> None:
         """Log ‖manual − autograd‖ / ‖autograd‖ for every tensor, on this step's mini-batch."""
-        _, *manual = self.gradients(x, y, "manual")
-        _, *auto = self.gradients(x, y, "autograd")
+        _, *manual = sgd.gradients(self.weights, self.biases, x, y, "manual")
+        _, *auto = sgd.gradients(self.weights, self.biases, x, y, "autograd")
         for kind, manual_grads, auto_grads in zip(("weight", "bias"), manual, auto):
             for l, (m, g) in enumerate(zip(manual_grads, auto_grads)):
                 rel_error = (m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)

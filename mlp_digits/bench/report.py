@@ -23,7 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from mlp_digits.benchmark import (
+from mlp_digits.bench.ways import (
     PROJECT_WAYS,
     WAYS,
     Epoch,

@@ -43,9 +43,10 @@ from torchvision.datasets import MNIST
 
 from mlp_digits import backprop as bp
 from mlp_digits import book, cli
-from mlp_digits.data import EpochPermutation, load_mnist, resolve_val_size, split_indices
-from mlp_digits.model import DigitsMLP
-from mlp_digits.training import build_run
+from mlp_digits.data import load_mnist, resolve_val_size, split_indices
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.lightning.training import build_run
+from mlp_digits.sgd import EpochPermutation
 
 WAYS = {
     "project_autograd": "project, autograd",
@@ -175,7 +176,7 @@ def project_args(s: Settings, backprop: str, logdir: str, epochs: int) -> Any:
     flags |= {"backprop": backprop, "logdir": logdir, "num-threads": s.num_threads}
     flags |= {"images-every": s.images_every, "seed": s.seed, "lr": s.lr}
     argv = [arg for k, v in flags.items() for arg in (f"--{k}", str(v))]
-    return cli.train_parser().parse_args([*argv, "--sizes", *map(str, s.sizes), "--no-download"])
+    return cli.parse_train_args([*argv, "--sizes", *map(str, s.sizes), "--no-download"])
 
 
 def fit_project(s: Settings, backprop: str, epochs: int, callback: Callback) -> None:

@@ -19,17 +19,18 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from mlp_digits.checkpoint import model_from_checkpoint, read_checkpoint
-from mlp_digits.chunked import NonFiniteCost
-from mlp_digits.data import DataError, MNISTDataModule
-from mlp_digits.model import DigitsMLP
-from mlp_digits.pictures import TensorBoardPictures
-from mlp_digits.projector import write_evaluation_projector, write_projector
+from mlp_digits.data import DataError
+from mlp_digits.lightning.checkpoint import SaveCheckpoints, model_from_checkpoint, read_checkpoint
+from mlp_digits.lightning.chunked import NonFiniteCost
+from mlp_digits.lightning.datamodule import MNISTDataModule
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.lightning.pictures import TensorBoardPictures
+from mlp_digits.lightning.projector import write_evaluation_projector, write_projector
 
 PRECISIONS = {"32": "32-true", "64": "64-true"}
 
@@ -39,7 +40,7 @@ def quiet_lightning() -> None:
     no "Restoring states from the checkpoint path" (its information, not its warnings)."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
-    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r".*returned `None`, this fit will run with no optim")
 
 
 def say(trainer: L.Trainer, line: str) -> None:
@@ -134,8 +135,8 @@ class StopOnSignal(Callback):
     uninterrupted one would. With several processes, all of them stop after the same chunk.
     """
 
-    def __init__(self, checkpoints: ModelCheckpoint | None) -> None:
-        self.checkpoints = checkpoints  # where to save: the folder of this one
+    def __init__(self, checkpoints: SaveCheckpoints | None) -> None:
+        self.checkpoints = checkpoints  # where to save: its last.ckpt
         self.signum: int | None = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -154,9 +155,8 @@ class StopOnSignal(Callback):
         stop = trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False)
         if not stop:
             return
-        saved = None
-        if self.checkpoints is not None and self.checkpoints.dirpath:
-            saved = Path(self.checkpoints.dirpath) / "last.ckpt"
+        saved = self.checkpoints.last_path if self.checkpoints is not None else None
+        if saved is not None:
             trainer.save_checkpoint(saved)  # every process takes part; the first one writes
         raise Interrupted(self.signum or signal.SIGTERM, saved)
 
@@ -179,7 +179,7 @@ class Run:
     model: DigitsMLP
     datamodule: MNISTDataModule
     logger: TensorBoardLogger | None
-    best: ModelCheckpoint
+    checkpoints: SaveCheckpoints
     stopper: StopOnSignal
     ckpt_path: str | None = None
 
@@ -278,23 +278,16 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         init=args.init,
         backprop=args.backprop,
         check_gradients_every=args.check_gradients_every,
+        seed=args.seed,
     )
     logger = None
     if not args.fast_dev_run:
         logger = TensorBoardLogger(
             args.logdir, name=args.name or "", version=version, default_hp_metric=False
         )
-    best = ModelCheckpoint(
-        monitor="val/accuracy",
-        mode="max",
-        filename="best-epoch={epoch}-val_accuracy={val/accuracy:.4f}",
-        auto_insert_metric_name=False,
-    )
-    # Lightning's save_last rewrites last.ckpt only in epochs that beat the best one; this
-    # one rewrites it after every epoch.
-    last = ModelCheckpoint(filename="last", enable_version_counter=False)
-    stopper = StopOnSignal(last)
-    callbacks = [best, last, EpochReport(), stopper, RunSettings(str(args.precision))]
+    checkpoints = SaveCheckpoints(monitor="val/accuracy")
+    stopper = StopOnSignal(checkpoints)
+    callbacks = [checkpoints, EpochReport(), stopper, RunSettings(str(args.precision))]
     callbacks += extra_callbacks
     if args.images_every:
         callbacks.append(TensorBoardPictures(every_n_epochs=args.images_every))
@@ -310,6 +303,7 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         max_epochs=args.max_epochs,
         logger=logger or False,
         callbacks=callbacks,
+        enable_checkpointing=False,  # the checkpoints are SaveCheckpoints'
         fast_dev_run=args.fast_dev_run,
         enable_model_summary=False,
         enable_progress_bar=show_bar,
@@ -317,7 +311,7 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         num_sanity_val_steps=0,
         deterministic=True,
     )
-    return Run(trainer, model, datamodule, logger, best, stopper, ckpt_path)
+    return Run(trainer, model, datamodule, logger, checkpoints, stopper, ckpt_path)
 
 
 def train(args: Namespace) -> int:
@@ -347,7 +341,7 @@ def train(args: Namespace) -> int:
     except NonFiniteCost as e:
         print(f"error: {e} (the last good checkpoint is kept)", file=sys.stderr, flush=True)
         return 1
-    ckpt_path = run.best.best_model_path or None  # the best epoch by validation accuracy
+    ckpt_path = run.checkpoints.best_model_path or None  # the best epoch by validation accuracy
     trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if not trainer.is_global_zero:
         return 0
@@ -358,7 +352,7 @@ def train(args: Namespace) -> int:
         write_projector(run.logger.experiment, model, *datamodule.splits["val"], model.sgd_steps)
     run_dir = Path(run.logger.log_dir)
     print(
-        f"Run: {run_dir} (best: {Path(run.best.best_model_path).name}, last: last.ckpt in "
+        f"Run: {run_dir} (best: {Path(run.checkpoints.best_model_path).name}, last: last.ckpt in "
         f"{run_dir / 'checkpoints'})"
     )
     print(f"View it: tensorboard --logdir {args.logdir}")

@@ -30,10 +30,11 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
-from mlp_digits import cli, sweep
-from mlp_digits.data import EpochPermutation
-from mlp_digits.stack import StackData, StackedMLP, pixels
-from mlp_digits.training import build_run, quiet_lightning
+from mlp_digits import cli
+from mlp_digits.lightning.training import build_run, quiet_lightning
+from mlp_digits.sgd import EpochPermutation
+from mlp_digits.sweep import run as sweep
+from mlp_digits.sweep.stack import StackData, StackedMLP, pixels
 
 SIZES, LR, BATCH = (784, 16, 16, 10), 3.0, 10
 

@@ -18,9 +18,9 @@ import matplotlib
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from mlp_digits.model import DigitsMLP
-from mlp_digits.sweep import Config, Network
-from mlp_digits.training import write_hparams
+from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.lightning.training import write_hparams
+from mlp_digits.sweep.grid import Config, Network
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)

@@ -1,11 +1,10 @@
-"""Many networks at once: every combination of the listed values, trained as stacks.
+"""Run a sweep: the grid's stacks, one Trainer each, then the report.
 
     python scripts/sweep.py --seeds 0-19 --lr 0.1 0.3 1 3 10 --sizes 784,16,16,10 784,30,10
     python scripts/sweep.py --preset chapter1        # the book's chapter-1 table, 5 seeds each
 
-The grid is the product of ``--sizes``, ``--lr``, ``--batch-size`` and ``--seeds``. Networks
-with the same sizes and batch size train together as one ``StackedMLP`` (one Trainer per
-stack, one after another, all on the same uint8 copy of the data); network k is the
+Networks with the same sizes and batch size train together as one ``StackedMLP`` (one
+Trainer per stack, one after another, all on the same uint8 copy of the data); network k is the
 ``scripts/train.py`` run with its flags, up to rounding (see the README). Everything goes
 to ``LOGDIR/NAME/version_N``: ``results.csv``, the figures, a TensorBoard run per network,
 and each stack's checkpoints.
@@ -15,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from argparse import Namespace
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -38,195 +35,10 @@ from mlp_digits.data import (
     resolve_val_size,
     split_indices,
 )
-from mlp_digits.shapes import DEFAULT_SIZES, check_mnist_sizes
-from mlp_digits.stack import StackData, StackedMLP, stack_bytes
-from mlp_digits.training import PRECISIONS, Interrupted, StopOnSignal, quiet_lightning
-
-
-@dataclass(frozen=True)
-class Config:
-    """What the networks of one row of the table share: everything but the seed."""
-
-    sizes: tuple[int, ...]
-    lr: float
-    batch_size: int
-    reference: str = ""  # the book's or the video's figure for it, if any
-
-    @property
-    def layers(self) -> str:
-        return "-".join(map(str, self.sizes))
-
-    @property
-    def label(self) -> str:
-        return f"{self.layers} η={self.lr:g} batch {self.batch_size}"
-
-
-@dataclass(frozen=True)
-class Network:
-    index: int
-    config: Config
-    seed: int
-
-    @property
-    def name(self) -> str:
-        c = self.config
-        return f"net{self.index:04d}_{c.layers}_lr{c.lr:g}_b{c.batch_size}_seed{self.seed}"
-
-
-BOOK_30 = "95.42% (book: best of 3 runs, best epoch)"
-PRESETS: dict[str, list[Config]] = {
-    "chapter1": [
-        Config((784, 30, 10), 3.0, 10, BOOK_30),
-        Config((784, 100, 10), 3.0, 10, "96.59% (book: one run, best epoch)"),
-        Config((784, 100, 10), 0.001, 10, "11% -> 21% (book: epochs 0 -> 29)"),
-        Config((784, 30, 10), 100.0, 10, "about 10% (book)"),
-        Config((784, 10), 3.0, 10, "- (book's exercise: no hidden layer)"),
-        Config((784, 16, 16, 10), 3.0, 10, "about 96% (video)"),
-    ]
-}
-PRESET_SEEDS = list(range(5))
-
-
-# --- the flags ----------------------------------------------------------------------------
-
-
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        usage="%(prog)s [options]  (see --help)",
-        description="Train every combination of the listed values at once, stack by stack.",
-    )
-    parser.add_argument(
-        "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
-    )
-    parser.add_argument(
-        "--lr", type=float, nargs="+", default=None, help="learning rates η (default 3)"
-    )
-    parser.add_argument(
-        "--sizes",
-        nargs="+",
-        default=None,
-        help="layer sizes, e.g. 784,16,16,10 784,30,10 (default 784,16,16,10)",
-    )
-    parser.add_argument(
-        "--batch-size", type=int, nargs="+", default=None, help="mini-batch sizes (default 10)"
-    )
-    parser.add_argument("--preset", default=None, help=f"a ready-made grid: {', '.join(PRESETS)}")
-    cli.add_gradient_flags(parser)
-    cli.add_device_flags(
-        parser, devices_help="processes: with --strategy ddp each trains its share of the networks"
-    )
-    cli.add_data_flags(parser)
-    parser.add_argument(
-        "--val-size", type=cli.count_or_fraction, default=10_000,
-        help="the last images of the training file, held out for validation (default: 10000)",
-    )  # fmt: skip
-    cli.add_logging_flags(parser)
-    parser.add_argument(
-        "--num-threads",
-        type=cli.positive_int,
-        default=1,
-        help="CPU threads for torch (default: 1)",
-    )
-    parser.add_argument(
-        "--export", type=int, default=None,
-        help="network K (the first column of results.csv) to write as a DigitsMLP checkpoint "
-        "(default: the best by validation)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--resume",
-        default=None,
-        help="'last' (the newest sweep under --logdir/--name) or its folder",
-    )
-    return parser
-
-
-# --- the grid -----------------------------------------------------------------------------
-
-
-def parse_seeds(tokens: list[str]) -> list[int]:
-    """``0-19 25`` -> 0, 1, ..., 19, 25; ValueError names the bad token."""
-    seeds: list[int] = []
-    for token in tokens:
-        first, sep, last = token.partition("-")
-        try:
-            span = range(int(first), int(last) + 1) if sep and first else [int(token)]
-        except ValueError:
-            raise ValueError(f"--seeds {token}: give whole numbers or ranges like 0-19") from None
-        if sep and first and not span:
-            raise ValueError(f"--seeds {token}: an empty range (the first is above the last)")
-        seeds.extend(span)
-    return seeds
-
-
-def parse_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(n) for n in text.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--sizes {text}: give layer widths joined by commas, e.g. 784,30,10"
-        ) from None
-    if any(n < 1 for n in sizes):
-        raise ValueError(f"--sizes {text}: every layer needs at least one neuron")
-    problem = check_mnist_sizes(sizes)
-    if problem:
-        raise ValueError(f"--sizes {text}: {problem}")
-    return sizes
-
-
-def check_lr(lr: float, precision: str) -> None:
-    largest = torch.finfo(torch.float64 if precision == "64" else torch.float32).max
-    if not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"--lr {lr:g}: each η must be a finite number above 0")
-    if lr > largest:
-        raise ValueError(f"--lr {lr:g} is beyond the largest float{precision} number")
-
-
-def no_duplicates(flag: str, values: list) -> None:
-    seen = set()
-    for v in values:
-        if v in seen:
-            shown = ",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}"
-            raise ValueError(f"{flag}: {shown} is listed twice; list each value once")
-        seen.add(v)
-
-
-def build_grid(args: Namespace) -> list[Network]:
-    """The networks of the sweep, in order; ValueError with one sentence for a bad grid."""
-    seeds = parse_seeds(args.seeds) if args.seeds else PRESET_SEEDS
-    no_duplicates("--seeds", seeds)
-    if args.preset:
-        if args.preset not in PRESETS:
-            raise ValueError(f"--preset {args.preset}: unknown; known: {', '.join(PRESETS)}")
-        if args.lr or args.sizes:
-            raise ValueError(f"--preset {args.preset} sets --sizes and --lr; leave them out")
-        batch_sizes = args.batch_size or [10]
-        configs = [
-            Config(c.sizes, c.lr, b, c.reference) for c in PRESETS[args.preset] for b in batch_sizes
-        ]
-    else:
-        sizes = [parse_sizes(s) for s in (args.sizes or [",".join(map(str, DEFAULT_SIZES))])]
-        lrs = args.lr or [3.0]
-        batch_sizes = args.batch_size or [10]
-        no_duplicates("--sizes", sizes)
-        no_duplicates("--lr", lrs)
-        no_duplicates("--batch-size", batch_sizes)
-        configs = [Config(s, lr, b) for s in sizes for lr in lrs for b in batch_sizes]
-    for config in configs:
-        check_lr(config.lr, str(args.precision))
-        if config.batch_size < 1:
-            raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
-    networks = [Network(0, c, s) for c in configs for s in seeds]
-    if not networks:
-        raise ValueError("the grid has no networks: give at least one value for every flag")
-    return [Network(i, n.config, n.seed) for i, n in enumerate(networks)]
-
-
-def group_stacks(networks: list[Network]) -> list[list[Network]]:
-    """Networks with the same sizes and batch size, in grid order: one stack each."""
-    stacks: dict[tuple, list[Network]] = {}
-    for net in networks:
-        stacks.setdefault((net.config.sizes, net.config.batch_size), []).append(net)
-    return list(stacks.values())
+from mlp_digits.lightning.checkpoint import SaveCheckpoints
+from mlp_digits.lightning.training import PRECISIONS, Interrupted, StopOnSignal, quiet_lightning
+from mlp_digits.sweep.grid import Network, build_grid, group_stacks
+from mlp_digits.sweep.stack import StackData, StackedMLP, stack_bytes
 
 
 def available_bytes(accelerator: str) -> int:
@@ -393,18 +205,6 @@ class SweepProgress(Callback):
             self.bar.close()
 
 
-class SaveLast(Callback):
-    """``last.ckpt`` (one per process) after every epoch's validation; ``dirpath`` is where
-    ``StopOnSignal`` saves too."""
-
-    def __init__(self, dirpath: Path) -> None:
-        self.dirpath = dirpath
-
-    def on_validation_end(self, trainer: L.Trainer, model: StackedMLP) -> None:
-        if not trainer.sanity_checking:
-            trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
-
-
 class SplitDDP(DDPStrategy):
     """DDP where each process trains its own slice of the networks: no weights broadcast at
     the start (the slices differ), no gradient exchange, and every process saves its own
@@ -431,8 +231,8 @@ def train_stack(
 ) -> int:
     """Train one stack (this process's slice of it); save its record. Returns 0 or 128+signal."""
     strategy = SplitDDP() if args.strategy == "ddp" else args.strategy
-    saver = SaveLast(stack_dir)
-    stopper = StopOnSignal(saver)  # type: ignore[arg-type]  # it needs only .dirpath
+    saver = SaveCheckpoints(stack_dir, monitor=None)  # last.ckpt: the stack keeps its own best
+    stopper = StopOnSignal(saver)
     trainer = L.Trainer(
         accelerator=args.accelerator,
         devices=args.devices,
@@ -504,7 +304,7 @@ def load_stack_records(stack_dir: Path) -> list[dict] | None:
 
 def run(args: Namespace) -> int:
     """Train the whole grid, stack after stack; print the table; write the results."""
-    from mlp_digits import sweep_report
+    from mlp_digits.sweep import report as sweep_report  # its figures load matplotlib
 
     quiet_lightning()
     torch.set_num_threads(args.num_threads)

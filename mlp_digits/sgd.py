@@ -1,0 +1,201 @@
+"""The book's stochastic gradient descent, written once for one network or a stack of them.
+
+    for each epoch:
+        shuffle the training images                  EpochPermutation: drawn from (seed, epoch)
+        for each mini-batch of m of them:
+            sgd_step:  w ← w − η ∂C/∂w,  b ← b − η ∂C/∂b
+        evaluate
+
+``sgd_step`` takes its gradients ∂C/∂w from the book's BP1–BP4 (``mlp_digits.backprop``) or
+from autograd, and η is a number, or for a stack one η per network. ``SGD`` is the whole loop
+in plain PyTorch, network.py's ``SGD`` without the NumPy. ``scripts/train.py`` runs the same
+``sgd_step`` over the same ``EpochPermutation`` through Lightning (``mlp_digits.lightning``),
+and the sweep runs it on a stack (``mlp_digits.sweep``). Nothing here imports Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mlp_digits import backprop as bp
+
+BACKPROPS = ("autograd", "manual")
+Gradients = tuple[list[Tensor], list[Tensor]]
+
+
+class Step(NamedTuple):
+    """What one SGD step computed: the cost before it, and the gradients it stepped along."""
+
+    cost: Tensor
+    nabla_w: list[Tensor]
+    nabla_b: list[Tensor]
+
+
+def gradients(
+    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, backprop: str
+) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """The cost C of the mini-batch (x, y) and ``(nabla_w, nabla_b)``, ∂C/∂W and ∂C/∂b of every
+    layer: by BP1–BP4 (``"manual"``) or by autograd (``"autograd"``).
+
+    For a stack, one cost per network; autograd then runs backward from their *sum*: network
+    k's weights enter only its own cost, so ∂(Σ_j C_j)/∂w_k = ∂C_k/∂w_k.
+    """
+    if backprop == "manual":
+        with torch.inference_mode():  # no autograd bookkeeping at all
+            activations, zs = bp.feedforward(weights, biases, x)
+            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
+            return bp.cost(activations[-1], y), nabla_w, nabla_b
+    if backprop != "autograd":
+        raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
+    with torch.enable_grad():
+        activations, _ = bp.feedforward(weights, biases, x)
+        cost = bp.cost(activations[-1], y)
+        nablas = torch.autograd.grad(cost.sum(), [*weights, *biases])
+    n = len(weights)
+    return cost.detach(), list(nablas[:n]), list(nablas[n:])
+
+
+@torch.no_grad()
+def update(
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    nabla_w: Sequence[Tensor],
+    nabla_b: Sequence[Tensor],
+    eta: float | Tensor,
+) -> None:
+    """w ← w − η ∂C/∂w and b ← b − η ∂C/∂b, in place: no momentum, no weight decay.
+
+    ``eta`` is a number, or for a stack a tensor of one η per network.
+    """
+    for p, nabla in zip([*weights, *biases], [*nabla_w, *nabla_b]):
+        if isinstance(eta, Tensor):  # η_k for network k, broadcast over its weights
+            p.addcmul_(eta.to(p.dtype).neg().view(-1, *[1] * (p.dim() - 1)), nabla)
+        else:
+            p.sub_(nabla, alpha=eta)
+
+
+def sgd_step(
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    x: Tensor,
+    y: Tensor,
+    eta: float | Tensor,
+    backprop: str = "manual",
+    average: Callable[[list[Tensor], list[Tensor]], Gradients] | None = None,
+) -> Step:
+    """One step of SGD on the mini-batch (x, y): ``Step(cost before it, nabla_w, nabla_b)``.
+
+    ``average``, with several processes, turns this process's gradients into the mean of all
+    processes' (each holds a share of the mini-batch), so that every process takes one step.
+    """
+    cost, nabla_w, nabla_b = gradients(weights, biases, x, y, backprop)
+    if average is not None:
+        nabla_w, nabla_b = average(nabla_w, nabla_b)
+    update(weights, biases, nabla_w, nabla_b, eta)
+    return Step(cost, nabla_w, nabla_b)
+
+
+# --- the epochs: shuffled mini-batches ----------------------------------------------------
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for the permutation of one epoch, derived from (seed, epoch).
+
+    The permutation of any epoch can be drawn again from these two numbers alone, so
+    resuming needs no stored random-number-generator state.
+    """
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
+
+
+class EpochPermutation:
+    """The order of the n training images in each epoch: ``torch.randperm`` drawn on ``device``
+    by a generator seeded with ``epoch_seed(seed, epoch)``.
+
+    ``set_epoch`` chooses the epoch (Lightning calls it, as for PyTorch's samplers). With
+    several processes, rank r takes every ``world_size``-th index from position r: the ranks'
+    shards partition the epoch's permutation.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        device: torch.device | str = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.n, self.seed, self.device = n, seed, torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def permutation(self) -> Tensor:
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(epoch_seed(self.seed, self.epoch))
+        return torch.randperm(self.n, generator=generator, device=self.device)
+
+    def indices(self) -> Tensor:
+        """This rank's shard of this epoch's permutation.
+
+        With several processes the permutation is first cut to a multiple of their number
+        (at most ``world_size - 1`` images sit out an epoch, different ones each epoch), so
+        that every rank takes as many mini-batches, of the same sizes: each SGD step waits
+        for all of them.
+        """
+        return self.permutation()[: len(self) * self.world_size][self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        return self.n // self.world_size
+
+
+def mini_batches(order: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Consecutive slices of ``order``; the last one is shorter when m does not divide n, and
+    is kept, as network.py keeps it."""
+    yield from order.split(batch_size)
+
+
+def SGD(
+    weights: list[Tensor],
+    biases: list[Tensor],
+    x: Tensor,
+    targets: Tensor,
+    epochs: int,
+    batch_size: int,
+    eta: float,
+    seed: int = 0,
+    backprop: str = "manual",
+    test_data: tuple[Tensor, Tensor] | None = None,
+) -> list[int]:
+    """Train one network in place, as network.py's ``SGD``; return the test images read right
+    after each epoch (none without ``test_data``).
+
+    x (n, 784) pixels in [0, 1], targets (n,) digits. The same steps, in the same order, as
+    ``scripts/train.py --seed SEED`` on these images, with the arithmetic of one process.
+    """
+    y = F.one_hot(targets, weights[-1].shape[0]).to(weights[0].dtype)
+    permutation = EpochPermutation(len(x), seed, x.device)
+    correct = []
+    for epoch in range(epochs):
+        permutation.set_epoch(epoch)
+        for batch in mini_batches(permutation.indices(), batch_size):
+            sgd_step(weights, biases, x[batch], y[batch], eta, backprop)
+        if test_data is not None:
+            correct.append(evaluate(weights, biases, *test_data))
+    return correct
+
+
+@torch.no_grad()
+def evaluate(
+    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, targets: Tensor
+) -> int:
+    """How many of the images x the network reads right: its answer is the brightest output."""
+    activations, _ = bp.feedforward(weights, biases, x.to(weights[0].dtype))
+    return int((activations[-1].argmax(dim=-1) == targets).sum())

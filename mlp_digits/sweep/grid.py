@@ -1,0 +1,124 @@
+"""The sweep's grid: every combination of the listed values, one network each.
+
+The grid is the product of ``--sizes``, ``--lr``, ``--batch-size`` and ``--seeds`` (or a
+preset's configurations times the seeds). Networks with the same sizes and batch size train
+together as one stack (``mlp_digits.sweep.stack``).
+"""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from dataclasses import dataclass
+
+from mlp_digits.cli import check_lr, parse_sizes
+from mlp_digits.network import DEFAULT_SIZES
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the networks of one row of the table share: everything but the seed."""
+
+    sizes: tuple[int, ...]
+    lr: float
+    batch_size: int
+    reference: str = ""  # the book's or the video's figure for it, if any
+
+    @property
+    def layers(self) -> str:
+        return "-".join(map(str, self.sizes))
+
+    @property
+    def label(self) -> str:
+        return f"{self.layers} η={self.lr:g} batch {self.batch_size}"
+
+
+@dataclass(frozen=True)
+class Network:
+    index: int
+    config: Config
+    seed: int
+
+    @property
+    def name(self) -> str:
+        c = self.config
+        return f"net{self.index:04d}_{c.layers}_lr{c.lr:g}_b{c.batch_size}_seed{self.seed}"
+
+
+BOOK_30 = "95.42% (book: best of 3 runs, best epoch)"
+PRESETS: dict[str, list[Config]] = {
+    "chapter1": [
+        Config((784, 30, 10), 3.0, 10, BOOK_30),
+        Config((784, 100, 10), 3.0, 10, "96.59% (book: one run, best epoch)"),
+        Config((784, 100, 10), 0.001, 10, "11% -> 21% (book: epochs 0 -> 29)"),
+        Config((784, 30, 10), 100.0, 10, "about 10% (book)"),
+        Config((784, 10), 3.0, 10, "- (book's exercise: no hidden layer)"),
+        Config((784, 16, 16, 10), 3.0, 10, "about 96% (video)"),
+    ]
+}
+PRESET_SEEDS = list(range(5))
+
+
+# --- the grid -----------------------------------------------------------------------------
+
+
+def parse_seeds(tokens: list[str]) -> list[int]:
+    """``0-19 25`` -> 0, 1, ..., 19, 25; ValueError names the bad token."""
+    seeds: list[int] = []
+    for token in tokens:
+        first, sep, last = token.partition("-")
+        try:
+            span = range(int(first), int(last) + 1) if sep and first else [int(token)]
+        except ValueError:
+            raise ValueError(f"--seeds {token}: give whole numbers or ranges like 0-19") from None
+        if sep and first and not span:
+            raise ValueError(f"--seeds {token}: an empty range (the first is above the last)")
+        seeds.extend(span)
+    return seeds
+
+
+def no_duplicates(flag: str, values: list) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            shown = ",".join(map(str, v)) if isinstance(v, tuple) else f"{v:g}"
+            raise ValueError(f"{flag}: {shown} is listed twice; list each value once")
+        seen.add(v)
+
+
+def build_grid(args: Namespace) -> list[Network]:
+    """The networks of the sweep, in order; ValueError with one sentence for a bad grid."""
+    seeds = parse_seeds(args.seeds) if args.seeds else PRESET_SEEDS
+    no_duplicates("--seeds", seeds)
+    if args.preset:
+        if args.preset not in PRESETS:
+            raise ValueError(f"--preset {args.preset}: unknown; known: {', '.join(PRESETS)}")
+        if args.lr or args.sizes:
+            raise ValueError(f"--preset {args.preset} sets --sizes and --lr; leave them out")
+        batch_sizes = args.batch_size or [10]
+        configs = [
+            Config(c.sizes, c.lr, b, c.reference) for c in PRESETS[args.preset] for b in batch_sizes
+        ]
+    else:
+        sizes = parse_sizes(args.sizes) if args.sizes else [DEFAULT_SIZES]
+        lrs = args.lr or [3.0]
+        batch_sizes = args.batch_size or [10]
+        no_duplicates("--sizes", sizes)
+        no_duplicates("--lr", lrs)
+        no_duplicates("--batch-size", batch_sizes)
+        configs = [Config(s, lr, b) for s in sizes for lr in lrs for b in batch_sizes]
+    for config in configs:
+        check_lr(config.lr, str(args.precision))
+        if config.batch_size < 1:
+            raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
+    networks = [Network(0, c, s) for c in configs for s in seeds]
+    if not networks:
+        raise ValueError("the grid has no networks: give at least one value for every flag")
+    return [Network(i, n.config, n.seed) for i, n in enumerate(networks)]
+
+
+def group_stacks(networks: list[Network]) -> list[list[Network]]:
+    """Networks with the same sizes and batch size, in grid order: one stack each."""
+    stacks: dict[tuple, list[Network]] = {}
+    for net in networks:
+        stacks.setdefault((net.config.sizes, net.config.batch_size), []).append(net)
+    return list(stacks.values())
