@@ -38,6 +38,15 @@ def sigmoid_prime(z: Tensor) -> Tensor:
     return s * (1 - s)
 
 
+def sigmoid_prime_of_activation(a: Tensor) -> Tensor:
+    """σ'(z) from the neuron's activation a = σ(z): σ(z)(1 − σ(z)) = a − a².
+
+    The forward pass already holds every a = σ(z), so the backward pass need not take σ of
+    z again; a − a² is one fused operation (``addcmul``), where σ and its product are three.
+    """
+    return torch.addcmul(a, a, a, value=-1)
+
+
 def cost(a: Tensor, y: Tensor) -> Tensor:
     """Quadratic cost of a mini-batch: C = 1/(2m) Σ_x ‖y(x) − a(x)‖².
 
@@ -75,17 +84,19 @@ def feedforward(
 
 @torch.no_grad()
 def backward(
-    weights: Sequence[Tensor], activations: Sequence[Tensor], zs: Sequence[Tensor], y: Tensor
+    weights: Sequence[Tensor], activations: Sequence[Tensor], y: Tensor
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """The backward pass: ∂C/∂W and ∂C/∂b from a feedforward's record, by the four equations.
+    """The backward pass: ∂C/∂W and ∂C/∂b from a feedforward's activations, by the four
+    equations:
 
     BP1: δᴸ = (aᴸ − y) ⊙ σ'(zᴸ)              the error of the output layer
     BP2: δˡ = ((Wˡ⁺¹)ᵀ δˡ⁺¹) ⊙ σ'(zˡ)         the error moved back one layer
     BP3: ∂C/∂bˡ = δˡ                          the bias gradient is the error
     BP4: ∂C/∂Wˡ = δˡ (aˡ⁻¹)ᵀ                  the weight gradient: error times input
 
-    With one example per row, δˡ is an (m, n_l) matrix holding each example's own error.
-    C is the mean of the m examples' costs, so BP3 and BP4 take the mean over the rows.
+    σ'(zˡ) comes from aˡ = σ(zˡ) (``sigmoid_prime_of_activation``). With one example per
+    row, δˡ is an (m, n_l) matrix holding each example's own error. C is the mean of the m
+    examples' costs, so BP3 and BP4 take the mean over the rows.
 
     Returns ``(nabla_w, nabla_b)`` shaped like the weights and the biases.
     """
@@ -94,13 +105,17 @@ def backward(
     nabla_w: list[Tensor] = [torch.empty(0)] * n_layers
     nabla_b: list[Tensor] = [torch.empty(0)] * n_layers
 
-    delta = (activations[-1] - y) * sigmoid_prime(zs[-1])  # BP1
-    nabla_b[-1] = delta.mean(dim=-2)  # BP3: the mean over the batch of each example's δ
-    nabla_w[-1] = (delta.mT @ activations[-2]).div_(m)  # BP4: Σ over the batch, then / m
-    for l in range(n_layers - 2, -1, -1):
-        delta = (delta @ weights[l + 1]) * sigmoid_prime(zs[l])  # BP2
-        nabla_b[l] = delta.mean(dim=-2)  # BP3
-        nabla_w[l] = (delta.mT @ activations[l]).div_(m)  # BP4
+    a = activations[-1]
+    delta = (a - y).mul_(sigmoid_prime_of_activation(a))  # BP1
+    for l in range(n_layers - 1, -1, -1):
+        a_in = activations[l]  # aˡ⁻¹, the input of the layer that Wˡ feeds
+        # C is the mean of the m examples' costs: each example's δ, divided by m, is its share
+        # of the mean (dividing the small δ is cheaper than dividing the gradients).
+        share = delta / m
+        nabla_b[l] = share.sum(dim=-2)  # BP3: the mean over the batch of each example's δ
+        nabla_w[l] = share.mT @ a_in  # BP4: the mean over the batch of δ (aˡ⁻¹)ᵀ
+        if l > 0:
+            delta = (delta @ weights[l]).mul_(sigmoid_prime_of_activation(a_in))  # BP2
     return nabla_w, nabla_b
 
 
@@ -113,5 +128,5 @@ def backprop(
     The book's ``backprop``: a feedforward that records every zˡ and aˡ, then the backward
     pass of BP1–BP4 (see ``backward``).
     """
-    activations, zs = feedforward(weights, biases, x)
-    return backward(weights, activations, zs, y)
+    activations, _ = feedforward(weights, biases, x)
+    return backward(weights, activations, y)

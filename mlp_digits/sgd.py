@@ -30,27 +30,27 @@ Gradients = tuple[list[Tensor], list[Tensor]]
 
 
 class Step(NamedTuple):
-    """What one SGD step computed: the cost before it, and the gradients it stepped along."""
+    """What one SGD step computed: the output aᴸ of its mini-batch before the step (its cost
+    is ``backprop.cost(output, y)``), and the gradients it stepped along."""
 
-    cost: Tensor
+    output: Tensor
     nabla_w: list[Tensor]
     nabla_b: list[Tensor]
 
 
 def gradients(
     weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, backprop: str
-) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """The cost C of the mini-batch (x, y) and ``(nabla_w, nabla_b)``, ∂C/∂W and ∂C/∂b of every
-    layer: by BP1–BP4 (``"manual"``) or by autograd (``"autograd"``).
+) -> Step:
+    """∂C/∂W and ∂C/∂b of every layer for the mini-batch (x, y), by BP1–BP4 (``"manual"``) or
+    by autograd (``"autograd"``), with the output aᴸ they came from.
 
-    For a stack, one cost per network; autograd then runs backward from their *sum*: network
-    k's weights enter only its own cost, so ∂(Σ_j C_j)/∂w_k = ∂C_k/∂w_k.
+    For a stack, autograd runs backward from the *sum* of the networks' costs: network k's
+    weights enter only its own cost, so ∂(Σ_j C_j)/∂w_k = ∂C_k/∂w_k.
     """
     if backprop == "manual":
         with torch.inference_mode():  # no autograd bookkeeping at all
-            activations, zs = bp.feedforward(weights, biases, x)
-            nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
-            return bp.cost(activations[-1], y), nabla_w, nabla_b
+            activations, _ = bp.feedforward(weights, biases, x)
+            return Step(activations[-1], *bp.backward(weights, activations, y))
     if backprop != "autograd":
         raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
     with torch.enable_grad():
@@ -58,7 +58,7 @@ def gradients(
         cost = bp.cost(activations[-1], y)
         nablas = torch.autograd.grad(cost.sum(), [*weights, *biases])
     n = len(weights)
-    return cost.detach(), list(nablas[:n]), list(nablas[n:])
+    return Step(activations[-1].detach(), list(nablas[:n]), list(nablas[n:]))
 
 
 @torch.no_grad()
@@ -89,16 +89,19 @@ def sgd_step(
     backprop: str = "manual",
     average: Callable[[list[Tensor], list[Tensor]], Gradients] | None = None,
 ) -> Step:
-    """One step of SGD on the mini-batch (x, y): ``Step(cost before it, nabla_w, nabla_b)``.
+    """One step of SGD on the mini-batch (x, y): ``Step(output before it, nabla_w, nabla_b)``.
+
+    The cost C is left to the caller (``backprop.cost(step.output, y)``): a training loop that
+    records it can compute many steps' costs in one operation.
 
     ``average``, with several processes, turns this process's gradients into the mean of all
     processes' (each holds a share of the mini-batch), so that every process takes one step.
     """
-    cost, nabla_w, nabla_b = gradients(weights, biases, x, y, backprop)
+    output, nabla_w, nabla_b = gradients(weights, biases, x, y, backprop)
     if average is not None:
         nabla_w, nabla_b = average(nabla_w, nabla_b)
     update(weights, biases, nabla_w, nabla_b, eta)
-    return Step(cost, nabla_w, nabla_b)
+    return Step(output, nabla_w, nabla_b)
 
 
 # --- the epochs: shuffled mini-batches ----------------------------------------------------

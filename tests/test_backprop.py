@@ -118,23 +118,18 @@ def test_backprop_passes_gradcheck() -> None:
     assert torch.autograd.gradcheck(BackpropCost.apply, small_net_inputs(), eps=1e-6, atol=1e-8)
 
 
-def test_gradcheck_harness_rejects_a_wrong_gradient() -> None:
-    """The check above has teeth: a backprop missing BP2's σ'(zˡ) factor fails it."""
-
-    class WrongCost(BackpropCost):
-        @staticmethod
-        def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
-            x, y, *params = ctx.saved_tensors
-            n = len(params) // 2
-            activations, zs = bp.feedforward(params[:n], params[n:], x)
-            # hidden weighted inputs of 0, as if σ'(zˡ) were σ'(0) = 1/4 in BP2
-            wrong = [*(torch.zeros_like(z) for z in zs[:-1]), zs[-1]]
-            nabla_w, nabla_b = bp.backward(params[:n], activations, wrong, y)
-            return (None, None, *(grad_output * g for g in nabla_w + nabla_b))
-
-    assert not torch.autograd.gradcheck(
-        WrongCost.apply, small_net_inputs(), eps=1e-6, atol=1e-8, raise_exception=False
-    )
+def test_gradcheck_harness_rejects_a_wrong_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above has teeth: a backprop whose BP2 takes σ'(zˡ) as σ'(0) = 1/4 fails it."""
+    quarter = bp.sigmoid_prime_of_activation
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            bp,
+            "sigmoid_prime_of_activation",
+            lambda a: quarter(a) if a.shape[-1] == 3 else torch.full_like(a, 0.25),
+        )
+        assert not torch.autograd.gradcheck(
+            BackpropCost.apply, small_net_inputs(), eps=1e-6, atol=1e-8, raise_exception=False
+        )
 
 
 LN3 = math.log(3.0)  # σ(ln 3) = 3/4, σ(−ln 3) = 1/4, σ'(±ln 3) = 3/16

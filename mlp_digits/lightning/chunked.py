@@ -19,7 +19,7 @@ What follows from that choice is all here, so that the model can read like the b
   all-reduce, and a non-finite cost seen by any rank stops every rank at the same chunk.
 
 A subclass implements ``one_hot(targets)``, the desired outputs y(x), and ``sgd_step(x, y)``:
-one update on one mini-batch, returning its cost.
+one update on one mini-batch, returning the output aᴸ it computed before the update.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
+
+from mlp_digits import backprop as bp
 
 LOG_EVERY_N_STEPS = 100  # interval of the train/cost curve, in SGD steps
 
@@ -55,7 +57,7 @@ class ChunkedSGD(L.LightningModule):
         raise NotImplementedError
 
     def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD update on the mini-batch (x, y); returns the cost of the mini-batch."""
+        """One SGD update on the mini-batch (x, y); returns its output aᴸ before the update."""
         raise NotImplementedError
 
     def configure_optimizers(self) -> None:
@@ -73,11 +75,13 @@ class ChunkedSGD(L.LightningModule):
         xs, targets = chunk
         ys = self.one_hot(targets)  # the whole chunk's at once
         first_step = self.sgd_steps + 1
-        costs = []
+        outputs = []
         for x, y in zip(xs, ys):
-            costs.append(self.sgd_step(x, y))
+            outputs.append(self.sgd_step(x, y))
             self.sgd_steps += 1
-        costs = torch.stack(costs)
+        # The K mini-batches' costs C = 1/(2m) Σ_x ‖y(x) − a(x)‖² (each before its own step),
+        # in one operation: the same numbers as one cost per step, for a fraction of the time.
+        costs = bp.cost(torch.stack(outputs), ys)
         self.check_finite(costs, first_step)
         self.epoch_costs.append(costs)
         self.recent_costs.append(costs)

@@ -108,14 +108,14 @@ class DigitsMLP(ChunkedSGD):
     # --- learning -------------------------------------------------------------------------
 
     def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One step of SGD on the mini-batch (x, y); returns its cost before the update."""
+        """One step of SGD on the mini-batch (x, y); returns its output aᴸ before the update."""
         if self.check_every and (self.sgd_steps + 1) % self.check_every == 0:
             self.check_gradients(x, y)
         # Several processes: each has a share of the mini-batch; all step by their mean gradient.
         average = self.average_over_processes if self.world_size > 1 else None
         step = sgd.sgd_step(self.weights, self.biases, x, y, self.lr, self.backprop, average)
         self.last_gradients = (step.nabla_w, step.nabla_b)
-        return step.cost
+        return step.output
 
     def check_gradients(self, x: Tensor, y: Tensor) -> None:
         """Log ‖manual − autograd‖ / ‖autograd‖ for every tensor, on this step's mini-batch."""

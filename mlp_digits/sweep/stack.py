@@ -220,15 +220,15 @@ class StackedMLP(ChunkedSGD):
     # --- training -------------------------------------------------------------------------
 
     def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD update of every network on its own mini-batch; returns the N costs.
+        """One SGD update of every network on its own mini-batch; returns the N outputs aᴸ
+        (N, B, 10) before the update.
 
-        x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs. The costs are those
-        before the update.
+        x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs.
         """
         x = pixels(x, y.dtype)
         return sgd.sgd_step(
             list(self.weights), list(self.biases), x, y, self.lr, self.hparams.backprop
-        ).cost
+        ).output
 
     def steps_per_epoch(self) -> int:
         return self.trainer.train_dataloader.steps_per_epoch()
