@@ -2,7 +2,7 @@
 
 Samples/s and µs per SGD step of scripts/train.py's path (whole epochs, with validation,
 checkpoints and pictures), idiomatic Lightning and PyTorch, the book's network.py in NumPy
-and tight loops, on the same training images (see mlp_digits/benchmark.py), with where each
+and tight loops, on the same training images (see mlp_digits/bench/ways.py), with where each
 spends its time. The default data is the full MNIST in ../shared/data/mnist when it exists:
 the book's split, 50,000 images to train on and the last 10,000 to validate.
 

@@ -1,4 +1,4 @@
-"""Running ``mlp_digits.benchmark``'s ways: rounds, batch sizes, the table, targets and JSON.
+"""Running ``mlp_digits.bench.ways``: rounds, batch sizes, the table, targets and JSON.
 
 Numbers are medians over the timed epochs of every round; rounds run the ways in rotating
 order, so that a change of load on a shared machine falls on all of them alike.

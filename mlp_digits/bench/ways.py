@@ -16,7 +16,7 @@ Samples/s and µs per SGD step, with ``scripts/train.py``'s hyperparameters (its
 Every way trains on the training images of the project's own split (the first
 ``len - val_size`` of the file: ``data.split_indices(..., "last", ...)``) from the weights
 ``DigitsMLP`` draws from the seed, and the plain loops take the project's epoch order
-(``data.EpochPermutation``). Each is warmed up first; all but the project stop a timed epoch
+(``sgd.EpochPermutation``). Each is warmed up first; all but the project stop a timed epoch
 after ``max_seconds``, and samples/s comes from the steps done.
 """
 

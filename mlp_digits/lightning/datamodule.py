@@ -172,7 +172,7 @@ class MNISTDataModule(L.LightningDataModule):
         batches = ChunkedBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
         if self.trainer:
             # Every epoch has the same number of SGD steps, so the model's count of them says
-            # where in the epoch we are (see mlp_digits.chunked).
+            # where in the epoch we are (see mlp_digits.lightning.chunked).
             trainer = self.trainer
             batches.steps_done = lambda: (
                 trainer.lightning_module.sgd_steps

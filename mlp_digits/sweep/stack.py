@@ -78,8 +78,8 @@ class StackBatches(ChunkedBatches):
 
     Step s of network k is the mini-batch ``perm_k[s*B:(s+1)*B]``; a short last mini-batch is
     kept, as the book's ``SGD`` keeps it, in a chunk of its own. Resumable mid-epoch as
-    ``data.ChunkedBatches``, whose bookkeeping it shares: the state is the epoch and how many
-    of its steps were trained.
+    ``lightning.datamodule.ChunkedBatches``, whose bookkeeping it shares: the state is the
+    epoch and how many of its steps were trained.
     """
 
     sampler: StackPermutations
