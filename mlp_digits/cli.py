@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable
 
@@ -288,41 +287,6 @@ def check_device_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error(f"--strategy {args.strategy} is not one of: {', '.join(strategies)}")
     if args.devices != "auto" and not (args.devices.isdigit() and int(args.devices) >= 1):
         parser.error(f"--devices {args.devices}: give a number of devices (1, 2, ...) or auto")
-
-
-def sweep_parser() -> argparse.ArgumentParser:
-    from mlp_digits.sweep.grid import PRESETS  # here: the grid checks its values with cli's
-
-    parser = argparse.ArgumentParser(
-        usage="%(prog)s [options]  (see --help)",
-        description="Train every combination of the listed values at once, stack by stack.",
-    )
-    parser.add_argument(
-        "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
-    )
-    parser.add_argument(
-        "--lr", type=float, nargs="+", default=None, help="learning rates η (default 3)"
-    )
-    add_sizes_flag(parser, many=True)
-    parser.add_argument(
-        "--batch-size", type=int, nargs="+", default=None, help="mini-batch sizes (default 10)"
-    )
-    parser.add_argument("--preset", default=None, help=f"a ready-made grid: {', '.join(PRESETS)}")
-    add_gradient_flags(parser)
-    add_device_flags(
-        parser, devices_help="processes: with --strategy ddp each trains its share of the networks"
-    )
-    add_data_flags(parser)
-    add_val_size_flag(parser)
-    add_logging_flags(parser)
-    add_num_threads_flag(parser, os.cpu_count() or 1, "a stack of networks uses them all")
-    parser.add_argument(
-        "--export", type=int, default=None,
-        help="network K (the first column of results.csv) to write as a DigitsMLP checkpoint "
-        "(default: the best by validation)",
-    )  # fmt: skip
-    add_resume_flag(parser, "sweep folder")
-    return parser
 
 
 def given_flags(

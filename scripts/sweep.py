@@ -11,10 +11,11 @@ To run:
 import sys
 
 from mlp_digits import cli
+from mlp_digits.sweep import grid
 from mlp_digits.sweep import run as sweep
 
 if __name__ == "__main__":
-    parser = cli.sweep_parser()
+    parser = grid.parser()
     args = parser.parse_args()
     sweep.check_args(parser, args)
     sys.exit(cli.run(sweep.run, args))

@@ -14,7 +14,6 @@ import pytest
 import torch
 from conftest import REPO, write_mnist
 
-from mlp_digits import cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
 from mlp_digits.sweep import grid as sweep_grid
@@ -24,7 +23,7 @@ from mlp_digits.sweep.stack import StackedMLP
 
 
 def parse(*flags: str):
-    parser = cli.sweep_parser()
+    parser = sweep_grid.parser()
     return parser, parser.parse_args(list(flags))
 
 
@@ -280,11 +279,12 @@ def test_ddp_splits_the_networks_and_gives_the_same_results(
 
 @pytest.mark.parametrize("backprop", ["autograd", "manual"])
 def test_a_stack_step_keeps_no_autograd_tape(backprop: str) -> None:
-    """The costs a step returns are kept for the epoch: a tape on them would keep every step's
-    activations (31 MB a step for 1,000 networks) alive."""
+    """The outputs a step returns are kept until the chunk's costs: a tape on them would keep
+    every step's activations (31 MB a step for 1,000 networks) alive."""
     model = StackedMLP((784, 16, 10), [3.0, 1.0], [0, 1], backprop=backprop)
     x = torch.randint(0, 256, (2, 10, 784), dtype=torch.uint8)
     y = model.one_hot(torch.randint(0, 10, (2, 10)))
     with torch.enable_grad():  # as in Lightning's training step
-        costs = model.sgd_step(x, y)
-    assert costs.shape == (2,) and costs.grad_fn is None and not costs.requires_grad
+        outputs = model.sgd_step(x, y)
+    assert outputs.shape == (2, 10, 10)
+    assert outputs.grad_fn is None and not outputs.requires_grad

@@ -15,6 +15,7 @@ from conftest import SHARED_MNIST
 from mlp_digits import cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.training import build_run
+from mlp_digits.sweep import grid as sweep_grid
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.grid import Config, Network
 from mlp_digits.sweep.stack import pixels
@@ -44,7 +45,7 @@ def train_py(
 
 def sweep_stack(tmp: Path, backprop: str, precision: str, batch: int = 10) -> dict:
     """The three networks trained as one stack by the sweep's own path."""
-    args = cli.sweep_parser().parse_args(
+    args = sweep_grid.parser().parse_args(
         [*COMMON, "--backprop", backprop, "--precision", precision, "--logdir", str(tmp)]
     )
     nets = [Network(i, Config(SIZES, lr, batch), seed) for i, (seed, lr) in enumerate(NETS)]

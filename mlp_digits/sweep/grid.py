@@ -7,9 +7,12 @@ together as one stack (``mlp_digits.sweep.stack``).
 
 from __future__ import annotations
 
+import argparse
+import os
 from argparse import Namespace
 from dataclasses import dataclass
 
+from mlp_digits import cli
 from mlp_digits.cli import check_lr, parse_sizes
 from mlp_digits.network import DEFAULT_SIZES
 
@@ -56,6 +59,42 @@ PRESETS: dict[str, list[Config]] = {
     ]
 }
 PRESET_SEEDS = list(range(5))
+
+
+# --- the flags: the shared ones from cli, the grid's own here ----------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        usage="%(prog)s [options]  (see --help)",
+        description="Train every combination of the listed values at once, stack by stack.",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
+    )
+    parser.add_argument(
+        "--lr", type=float, nargs="+", default=None, help="learning rates η (default 3)"
+    )
+    cli.add_sizes_flag(parser, many=True)
+    parser.add_argument(
+        "--batch-size", type=int, nargs="+", default=None, help="mini-batch sizes (default 10)"
+    )
+    parser.add_argument("--preset", default=None, help=f"a ready-made grid: {', '.join(PRESETS)}")
+    cli.add_gradient_flags(parser)
+    cli.add_device_flags(
+        parser, devices_help="processes: with --strategy ddp each trains its share of the networks"
+    )
+    cli.add_data_flags(parser)
+    cli.add_val_size_flag(parser)
+    cli.add_logging_flags(parser)
+    cli.add_num_threads_flag(parser, os.cpu_count() or 1, "a stack of networks uses them all")
+    parser.add_argument(
+        "--export", type=int, default=None,
+        help="network K (the first column of results.csv) to write as a DigitsMLP checkpoint "
+        "(default: the best by validation)",
+    )  # fmt: skip
+    cli.add_resume_flag(parser, "sweep folder")
+    return parser
 
 
 # --- the grid -----------------------------------------------------------------------------
