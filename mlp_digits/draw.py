@@ -222,7 +222,7 @@ def write_page(
     if size > MAX_PAGE_BYTES:
         raise FlagError(
             f"the page would be {size / 1e6:.1f} MB, over the limit of "
-            f"{MAX_PAGE_BYTES / 1e6:.0f} MB; give fewer --train-digits or --test-digits"
+            f"{MAX_PAGE_BYTES / 1e6:g} MB; give fewer --train-digits or --test-digits"
         )
     try:
         output.write_text(text, encoding="utf-8")
