@@ -14,6 +14,11 @@
 
   // --- feedforward and backprop, as in backprop.py -----------------------------------------
 
+  /** Gradients span many orders of magnitude: four significant digits, a true minus. */
+  const sig = (v) => (v === 0 ? "0" : Math.abs(v) >= 1e-3 && Math.abs(v) < 1e4
+    ? fmt(v, Math.max(0, 3 - Math.floor(Math.log10(Math.abs(v)))))
+    : (v < 0 ? "−" : "") + Math.abs(v).toExponential(3).replace("e-", "e−"));
+
   const sigmoidPrime = (z) => {
     const s = sigmoid(z);
     return s * (1 - s);
@@ -95,7 +100,9 @@
     nabla_w.forEach((s) => s.fill(0));
     nabla_b.forEach((s) => s.fill(0));
     let total = 0;
-    for (let k = 0; k < xs.length; k++) total += backpropInto(xs[k], labels[k], nabla_w, nabla_b).cost;
+    for (let k = 0; k < xs.length; k++) {
+      total += backpropInto(xs[k], labels[k], nabla_w, nabla_b).cost;
+    }
     const m = xs.length;
     for (let l = 0; l < L; l++) {
       const w = weights[l], b = biases[l], nw = nabla_w[l], nb = nabla_b[l];
@@ -159,10 +166,13 @@
       const c = canvas.getContext("2d", { willReadFrequently: true });
       c.drawImage(image, 0, 0);
       const rgba = c.getImageData(0, 0, image.width, image.height).data;
-      for (let p = 0; p < image.width * image.height; p++) pixels[row * 784 + p] = rgba[4 * p] / 255;
+      for (let p = 0; p < image.width * image.height; p++) {
+        pixels[row * 784 + p] = rgba[4 * p] / 255; // grey: R = G = B
+      }
       row += image.height;
     }
-    return { count, pixels, labels: bytes(labels), x: (k) => pixels.subarray(k * 784, (k + 1) * 784) };
+    const x = (k) => pixels.subarray(k * 784, (k + 1) * 784); // digit k, without a copy
+    return { count, pixels, labels: bytes(labels), x };
   }
 
   let decoded = null; // { train, test } once the sprites are read
@@ -215,7 +225,9 @@
       : preset && preset.digit !== undefined ? "the test digit's true label"
         : "the network's answer (click another digit)";
     $("cost").textContent = fmt(g.cost);
-    const rows = ["<tr><td></td><td class=num>a</td><td class=num>y</td><td class=num>a − y</td></tr>"];
+    const rows = [
+      "<tr><td></td><td class=num>a</td><td class=num>y</td><td class=num>a − y</td></tr>",
+    ];
     for (let j = 0; j < output.length; j++) {
       const y = j === g.label ? 1 : 0;
       rows.push(`<tr><td>${j}</td><td class=num>${fmt(output[j])}</td><td class=num>${y}</td>` +
@@ -246,7 +258,9 @@
     for (let j = 0; j < layout[l].shown; j++) {
       const k = selected && selected.l === l && selected.j === j ? TOP_K_SELECTED : TOP_K;
       const row = [];
-      for (let i = 0; i < fromShown; i++) if (nw[j * nIn + i] !== 0) row.push([i, j, -nw[j * nIn + i]]);
+      for (let i = 0; i < fromShown; i++) {
+        if (nw[j * nIn + i] !== 0) row.push([i, j, -nw[j * nIn + i]]);
+      }
       row.sort((p, q) => Math.abs(q[2]) - Math.abs(p[2]));
       lines.push(...row.slice(0, k).reverse());
     }
@@ -349,8 +363,8 @@
 
   function updateNeuronLearning(_, g) {
     const { l, j } = selected;
-    $("n-delta").textContent = fmt(g.deltas[l - 1][j], 6);
-    $("n-dcdb").textContent = fmt(g.nabla_b[l - 1][j], 6);
+    $("n-delta").textContent = sig(g.deltas[l - 1][j]);
+    $("n-dcdb").textContent = sig(g.nabla_b[l - 1][j]);
   }
 
   function updateChain() {
@@ -366,11 +380,11 @@
       ["∂C/∂w by backprop", c.nabla_w, "δ · a_in (BP4)"],
     ];
     $("chain-table").innerHTML = rows.map(([name, v, why]) =>
-      `<tr><td>${name}</td><td class=num>${fmt(v, 8)}</td><td class=note>${why}</td></tr>`).join("");
+      `<tr><td>${name}</td><td class=num>${sig(v)}</td><td class=note>${why}</td></tr>`).join("");
     const relative = Math.abs(c.finite_difference - c.nabla_w) /
       Math.max(Math.abs(c.nabla_w), Math.abs(c.finite_difference), 1e-300);
     $("chain-check").textContent = `The book's check, two forward passes of this page: ` +
-      `(C(w + ε) − C(w − ε)) / 2ε = ${fmt(c.finite_difference, 8)} for ε = ${EPSILON}` +
+      `(C(w + ε) − C(w − ε)) / 2ε = ${sig(c.finite_difference)} for ε = ${EPSILON}` +
       (c.nabla_w === 0 ? "." : `, relative difference ${relative.toExponential(1)}.`);
   }
 
@@ -448,7 +462,8 @@
     const [px, py] = [toX(view.point[0]), toY(view.point[1])];
     // The arrow is the step −η∇C to scale when that is visible, else −∇C's direction.
     const eta = Number($("eta").value) || DEFAULT_ETA;
-    let [dx, dy] = [eta * view.arrow[0] * (size / (2 * SPAN)), -eta * view.arrow[1] * (size / (2 * SPAN))];
+    const perUnit = size / (2 * SPAN); // canvas pixels per unit of weight
+    let [dx, dy] = [eta * view.arrow[0] * perUnit, -eta * view.arrow[1] * perUnit];
     const length = Math.hypot(dx, dy);
     const toScale = length >= 8 && length <= size / 2;
     if (!toScale && length > 0) [dx, dy] = [(dx / length) * 40, (dy / length) * 40];
@@ -478,7 +493,7 @@
     $("landscape-note").textContent = `C from ${fmt(low)} (dark) to ${fmt(high)} (yellow); ` +
       `here ${fmt(view.cost)} (red dot). Arrow: ${toScale ? `the step −η∇C, to scale`
         : "the direction of −∇C (the step itself is too " + (length < 8 ? "short" : "long") +
-          " to draw to scale)"}; ∇C = (${fmt(view.gradient[0], 5)}, ${fmt(view.gradient[1], 5)}).`;
+          " to draw to scale)"}; ∇C = (${sig(view.gradient[0])}, ${sig(view.gradient[1])}).`;
   }
 
   // --- take a step, undo it ---------------------------------------------------------------
@@ -559,6 +574,7 @@
     $("undo-step").disabled = true;
     $("pause").disabled = false;
     if (fromRandom) randomStart(seed);
+    trainingStart = Float64Array.from(weights[0]);
     const random = uniform(seed);
     const { train: digits, test } = data;
     curve.length = 0;
@@ -577,7 +593,8 @@
       let total = 0;
       for (let s = 0; s < order.length; s += batchSize) {
         const batch = order.subarray(s, s + batchSize);
-        const c = sgdStep(Array.from(batch, (k) => digits.x(k)), Array.from(batch, (k) => digits.labels[k]), eta);
+        const xs = Array.from(batch, (k) => digits.x(k));
+        const c = sgdStep(xs, Array.from(batch, (k) => digits.labels[k]), eta);
         total += c * batch.length;
         seen += batch.length;
         if (!Number.isFinite(c)) {
@@ -643,14 +660,15 @@
 
   function drawCurve() {
     const canvas = $("curve"), c = canvas.getContext("2d");
-    const w = canvas.width, h = canvas.height, left = 34, bottom = 20;
+    const w = canvas.width, h = canvas.height, left = 34, top = 24, bottom = 20;
+    const Y = (fraction) => top + (h - top - bottom) * (1 - fraction);
     c.clearRect(0, 0, w, h);
     c.font = "11px system-ui, sans-serif";
     c.fillStyle = "#8b93a3";
     c.strokeStyle = "#2a303c";
     c.textAlign = "right";
     for (const p of [0, 20, 40, 60, 80, 100]) {
-      const y = (h - bottom) * (1 - p / 100) + 4;
+      const y = Y(p / 100);
       c.fillText(`${p} %`, left - 4, y + 3);
       c.fillRect(left, y, w - left - 6, 0.5);
     }
@@ -662,23 +680,31 @@
     c.lineWidth = 2;
     c.beginPath();
     curve.forEach((p, k) => {
-      const y = (h - bottom) * (1 - p.accuracy) + 4;
+      const y = Y(p.accuracy);
       if (k) c.lineTo(X(p.epoch), y);
       else c.moveTo(X(p.epoch), y);
     });
     c.stroke();
     c.textAlign = "left";
     c.fillStyle = "#ffd54a";
-    c.fillText("accuracy on the page's test digits, by epoch", left + 6, 14);
+    c.fillText("accuracy on the page's test digits, by epoch", left, 12);
   }
 
-  /** The first 16 first-layer neurons' weights as 28x28 tiles, 4 by 4. */
+  let trainingStart = Float64Array.from(weights[0]); // the first layer when Train was pressed
+
+  /** The first 16 first-layer neurons' weights as 28x28 tiles, 4 by 4: as they are now, and
+   * how much training has changed them (from N(0, 1) noise the change shows the strokes). */
   function drawTiles() {
-    const canvas = $("tiles"), c = canvas.getContext("2d");
+    paintTiles($("tiles"), weights[0]);
+    paintTiles($("tiles-change"), weights[0].map((v, p) => v - trainingStart[p]));
+  }
+
+  function paintTiles(canvas, values) {
+    const c = canvas.getContext("2d");
     const image = new ImageData(4 * SIDE, 4 * SIDE);
     const n = Math.min(16, sizes[1]);
     for (let j = 0; j < n; j++) {
-      const w = weights[0].subarray(j * 784, (j + 1) * 784);
+      const w = values.subarray(j * 784, (j + 1) * 784);
       let scale = 0;
       for (const v of w) scale = Math.max(scale, Math.abs(v));
       const ox = (j % 4) * SIDE, oy = Math.floor(j / 4) * SIDE;
@@ -752,7 +778,9 @@
     backprop: (x, label) => {
       const g = backprop(Float64Array.from(x), label);
       const plain = (arrays) => arrays.map((a) => Array.from(a));
-      return { cost: g.cost, deltas: plain(g.deltas), nabla_w: plain(g.nabla_w), nabla_b: plain(g.nabla_b) };
+      return {
+        cost: g.cost, deltas: plain(g.deltas), nabla_w: plain(g.nabla_w), nabla_b: plain(g.nabla_b),
+      };
     },
     sgdStep: (xs, labels, eta) => {
       const before = sgdStep(xs.map((x) => Float64Array.from(x)), labels, eta);
