@@ -383,15 +383,23 @@
     const thumb = document.createElement("canvas");
     thumb.width = thumb.height = SIDE;
     thumb.getContext("2d").putImageData(grayImage(ex.pixels), 0, 0);
-    const caption = document.createElement("span");
-    const wrong = ex.predicted !== ex.label;
-    caption.textContent = wrong ? `${ex.label}→${ex.predicted}` : `${ex.label}`;
-    button.className = wrong ? "wrong" : "";
-    button.title = `test image #${ex.index}: a ${ex.label}` +
-      (wrong ? `, which the network reads as ${ex.predicted}` : "");
-    button.append(thumb, caption);
+    ex.button = button;
+    button.append(thumb, document.createElement("span"));
     button.onclick = () => showExample(ex);
     exampleBox.append(button);
+  }
+  captionExamples();
+
+  /** Each test digit's caption: its label, and in red the answer when that is wrong. The
+   * answers are Python's when the page opens, the page's own once the network changes. */
+  function captionExamples() {
+    for (const ex of examples) {
+      const wrong = ex.predicted !== ex.label;
+      ex.button.lastChild.textContent = wrong ? `${ex.label}→${ex.predicted}` : `${ex.label}`;
+      ex.button.className = wrong ? "wrong" : "";
+      ex.button.title = `test image #${ex.index}: a ${ex.label}` +
+        (wrong ? `, which the network reads as ${ex.predicted}` : "");
+    }
   }
   function showExample(ex) {
     setPreset({
@@ -671,6 +679,8 @@
     const any = off.some((o) => o.some((v) => v)) ||
       differs(biases, trainedBiases) || differs(weights, trainedWeights);
     $("reset").disabled = !any;
+    for (const ex of examples) ex.predicted = argmax(forward(ex.pixels).a[L]);
+    captionExamples();
     if (selected && selected.l === 1) {
       paintDiverging($("n-weights"), weights[0].subarray(selected.j * 784, (selected.j + 1) * 784));
     }

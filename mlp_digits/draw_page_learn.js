@@ -660,7 +660,7 @@
 
   function drawCurve() {
     const canvas = $("curve"), c = canvas.getContext("2d");
-    const w = canvas.width, h = canvas.height, left = 34, top = 24, bottom = 20;
+    const w = canvas.width, h = canvas.height, left = 44, top = 24, bottom = 20;
     const Y = (fraction) => top + (h - top - bottom) * (1 - fraction);
     c.clearRect(0, 0, w, h);
     c.font = "11px system-ui, sans-serif";
