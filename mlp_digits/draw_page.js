@@ -822,6 +822,9 @@
     undo,
     clear,
     stats,
+    /** The connections drawn now, each { l, j, i } and its two ends on the canvas. */
+    lines: () =>
+      drawnLines.map(([l, i, j, x0, y0, x1, y1]) => ({ l, j, i, from: [x0, y0], to: [x1, y1] })),
     /** Everything as plain arrays, once any pending update has run. */
     state: () => {
       if (needsUpdate) frame();

@@ -550,7 +550,10 @@
   const curve = []; // { epoch, accuracy, cost } of the run shown
 
   function stopTraining(message, bad = false) {
-    if (training) training.stopped = true;
+    if (training) {
+      training.stopped = true;
+      if (training.resume) training.resume(); // a paused run wakes up to stop
+    }
     say(message, bad);
   }
 
@@ -559,7 +562,12 @@
     $("train-status").classList.toggle("bad", bad);
   }
 
-  const nextSlice = () => new Promise((resolve) => setTimeout(resolve, 0));
+  /** Let the page draw and answer clicks; wait while paused. True when the run must stop. */
+  async function breathe(run) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    while (run.paused && !run.stopped) await new Promise((resolve) => { run.resume = resolve; });
+    return run.stopped;
+  }
 
   /** Epochs of mini-batch SGD on the page's training digits, in slices between frames.
    * Resolves with what the run measured: its curve, digits per second, and why it stopped. */
@@ -605,9 +613,7 @@
         if (performance.now() - sliceStart > SLICE_MS) {
           busy += performance.now() - sliceStart;
           drawTiles();
-          await nextSlice();
-          while (run.paused && !run.stopped) await new Promise((r) => { run.resume = r; });
-          if (run.stopped) { outcome = "stopped"; break epochs; }
+          if (await breathe(run)) { outcome = "stopped"; break epochs; }
           sliceStart = performance.now();
         }
       }
@@ -627,7 +633,7 @@
           "the steps overshoot. Try a smaller η, then Reset (or Start from random).";
         break;
       }
-      await nextSlice();
+      if (await breathe(run)) { outcome = "stopped"; break; }
       sliceStart = performance.now();
     }
     training = null;

@@ -922,3 +922,81 @@ def test_a_page_without_digits_says_it_cannot_train(
     assert opened.page.inner_text("#source") == "Input: blank; draw a digit."
     opened.check_clean()
     opened.page.close()
+
+
+def point_to_segment(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    t = np.clip(np.dot(p - a, b - a) / np.dot(b - a, b - a), 0, 1)
+    return float(np.linalg.norm(p - a - t * (b - a)))
+
+
+def test_clicking_a_connection_opens_its_weight(opened: Opened) -> None:
+    """In the backprop view, a click on a drawn connection picks that weight for the chain
+    rule and the landscape."""
+    opened.page.check("input[value=backprop]")
+    opened.state()
+    lines = opened.page.evaluate("() => mlp.lines()")
+    later = [line for line in lines if line["l"] > 1]
+
+    def clearance(line: dict) -> float:  # how far the midpoint is from every other line
+        mid = (np.array(line["from"]) + np.array(line["to"])) / 2
+        others = [o for o in lines if o is not line]
+        return min(point_to_segment(mid, np.array(o["from"]), np.array(o["to"])) for o in others)
+
+    line = max(later, key=clearance)
+    box = opened.page.locator("#net").bounding_box()
+    scale = box["width"] / 720
+    mid = (np.array(line["from"]) + np.array(line["to"])) / 2
+    opened.page.mouse.click(box["x"] + mid[0] * scale, box["y"] + mid[1] * scale)
+    first = opened.page.evaluate("() => mlp.landscape()")["weights"][0]
+    assert (first["l"], first["j"], first["i"]) == (line["l"], line["j"], line["i"])
+    assert opened.page.is_visible("#chain")
+    opened.check_clean()
+
+
+def test_reset_while_training_is_paused_stops_it(opened: Opened) -> None:
+    trained = opened.page.evaluate("() => mlp.parameters()")
+    opened.page.evaluate(
+        "() => { window.run = mlp.train({epochs: 50, eta: 3, seed: 2, fromRandom: true}); }"
+    )
+    opened.page.click("#pause")
+    opened.page.click("#reset")
+    result = opened.page.evaluate("() => run")
+    assert result["outcome"] == "stopped" and len(result["curve"]) < 51
+    assert opened.page.evaluate("() => mlp.parameters()") == trained
+    assert opened.page.is_enabled("#train") and opened.page.is_disabled("#reset")
+    opened.check_clean()
+
+
+@pytest.mark.parametrize("width", [800, 390])
+def test_drawing_network_and_answer_stay_in_view_on_a_laptop_and_a_phone(
+    browser: object, page_file: Path, width: int
+) -> None:
+    opened = Opened(browser, page_file)
+    opened.page.set_viewport_size({"width": width, "height": 844})
+    opened.state()
+    assert opened.page.evaluate("() => document.documentElement.scrollWidth") == width
+    for part in ("#draw", "#net", "#reads"):
+        box = opened.page.locator(part).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, part
+    assert opened.page.locator("#reads").bounding_box()["y"] < 844  # the answer, unscrolled
+    assert opened.page.locator("#net").bounding_box()["y"] < 844  # the network begins on screen
+    opened.check_clean()
+    opened.page.close()
+
+
+def test_what_a_newcomer_met_is_fixed(opened: Opened) -> None:
+    """Noise says its top activation, the timing is not in the learner's panel, minus signs
+    are one sign, and Undo is only enabled with a stroke to undo."""
+    opened.page.click("#noise")
+    outputs = opened.state()["activations"][-1]
+    top = int(np.argmax(outputs))
+    assert f"answers: {top}, with a = {outputs[top]:.2f}" in opened.page.inner_text("#source")
+    assert "updates" not in opened.page.inner_text("#panel")
+    assert opened.page.is_disabled("#undo")
+    draw(opened, SEVEN)
+    assert opened.page.is_enabled("#undo")
+    opened.page.evaluate("() => { mlp.select(1, 0); mlp.setBias(1, 0, -1.5); }")
+    opened.state()
+    assert opened.page.inner_text("#n-bias-value") == "−1.50"
+    assert "-" not in opened.page.inner_text("#n-b")
+    opened.check_clean()
