@@ -114,14 +114,20 @@ def digits(x: Tensor, targets: Tensor) -> dict:
     }
 
 
-def learning_data(data_dir: str | os.PathLike, n_train: int, n_test: int) -> dict:
+def learning_data(
+    data_dir: str | os.PathLike, n_train: int | None = None, n_test: int | None = None
+) -> dict:
     """The first ``n_train`` digits of the book's training part (the first 50,000 of the
-    training file) and the first ``n_test`` of the test file, for "Train it here".
+    training file) and the first ``n_test`` of the test file, for "Train it here"; None:
+    ``N_TRAIN`` and ``N_TEST``, or all there are when the folder has fewer.
 
-    A count the folder does not have is a FlagError; missing files are a DataError."""
+    A count asked for that the folder does not have is a FlagError; missing files are a
+    DataError."""
     x_train, y_train = load_mnist(data_dir, "train")
     x_test, y_test = load_mnist(data_dir, "test")
     have_train = min(len(x_train), BOOK_TRAIN)
+    n_train = min(N_TRAIN, have_train) if n_train is None else n_train
+    n_test = min(N_TEST, len(x_test)) if n_test is None else n_test
     if n_train > have_train:
         raise FlagError(
             f"--train-digits {n_train}: {data_dir} has {have_train} training digits "
@@ -187,12 +193,13 @@ def write_page(
     output: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     warn: Callable[[str], None] = print,
-    n_train: int = N_TRAIN,
-    n_test: int = N_TEST,
+    n_train: int | None = None,
+    n_test: int | None = None,
 ) -> Path:
     """Read the checkpoint, pick test digits from ``data_dir`` (default: the run's own), write
     the page and return its path. Without test images the page has none and no "Train it
-    here"; ``warn`` says so. Digit counts the data lacks, or a page over 20 MB: FlagError."""
+    here"; ``warn`` says so. ``n_train``, ``n_test``: the digits for "Train it here" (see
+    ``learning_data``; 0: none). Counts the data lacks, or a page over 20 MB: FlagError."""
     model = load_model(checkpoint)
     hparams = data_hparams(checkpoint)
     data_dir = data_dir or hparams.get("data_dir") or "data"
@@ -208,7 +215,7 @@ def write_page(
         examples = pick_examples(model, x, targets)
         learn = None
         try:
-            learn = learning_data(data_dir, n_train, n_test) if n_train and n_test else None
+            learn = learning_data(data_dir, n_train, n_test) if 0 not in (n_train, n_test) else None
         except FlagError:
             raise
         except DataError as e:

@@ -626,10 +626,14 @@
       changed();
       say(`Epoch ${epoch} of ${epochs}: ${correct} of ${test.count} test digits right ` +
         `(${(100 * point.accuracy).toFixed(1)} %), mean cost ${fmt(point.cost)}.`);
+      // Stuck: the cost no longer falls, and the network reads less than half as many digits
+      // right as it did at its best; more epochs would not bring it back.
       const last = curve[curve.length - 2];
-      if (epoch > 1 && point.accuracy < 0.2 && point.cost >= 0.99 * last.cost) {
+      const best = Math.max(...curve.map((p) => p.accuracy));
+      if (epoch > 1 && point.cost >= 0.99 * last.cost && point.accuracy < best / 2) {
         outcome = `stuck: the mean cost stopped falling (${fmt(last.cost)} → ${fmt(point.cost)}) ` +
-          `with ${(100 * point.accuracy).toFixed(1)} % right; ${saturated(test)} With η = ${eta} ` +
+          `with ${(100 * point.accuracy).toFixed(1)} % right (it had ` +
+          `${(100 * best).toFixed(1)} %); ${saturated(test)} With η = ${eta} ` +
           "the steps overshoot. Try a smaller η, then Reset (or Start from random).";
         break;
       }

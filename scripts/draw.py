@@ -36,17 +36,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train-digits",
         type=cli.non_negative_int,
-        default=N_TRAIN,
         metavar="N",
         help="training digits in the page for Train it here: the first N of the book's 50,000 "
-        "(default: %(default)s; 0: no Train it here)",
+        f"(default: {N_TRAIN}, or all the data has if fewer; 0: no Train it here)",
     )
     p.add_argument(
         "--test-digits",
         type=cli.non_negative_int,
-        default=N_TEST,
         metavar="N",
-        help="test digits the page measures its accuracy on (default: %(default)s)",
+        help="test digits the page measures its accuracy on "
+        f"(default: {N_TEST}, or all the data has if fewer)",
     )
     p.add_argument(
         "--serve",
