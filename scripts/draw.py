@@ -1,12 +1,15 @@
-"""Watch it think: draw a digit in the browser and see every layer of a trained network light up.
+"""Watch it think, and learn: draw a digit in the browser and see every layer of a trained
+network light up; then watch backpropagation's errors, take gradient-descent steps, and train
+the network in the page with the book's equations.
 
-Writes one self-contained HTML page (weights, script and style inline; it fetches nothing) and
-opens it in the default browser when there is a display.
+Writes one self-contained HTML page (weights, digits, script and style inline; it fetches
+nothing) and opens it in the default browser when there is a display.
 
 To run:
     python scripts/draw.py --checkpoint lightning_logs/version_0/checkpoints/last.ckpt
     python scripts/draw.py --checkpoint model.ckpt --output digits.html --no-open
     python scripts/draw.py --checkpoint model.ckpt --serve 8000   # then ssh -L 8000:127.0.0.1:8000
+    python scripts/draw.py --checkpoint model.ckpt --train-digits 10000 --test-digits 1000
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 import webbrowser
 
 from mlp_digits import cli
-from mlp_digits.page.draw import serve, write_page
+from mlp_digits.page.draw import N_TEST, N_TRAIN, FlagError, serve, write_page
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,6 +32,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         help="folder with MNIST/raw, for the page's real test digits (default: the run's own)",
+    )
+    p.add_argument(
+        "--train-digits",
+        type=cli.non_negative_int,
+        metavar="N",
+        help="training digits in the page for Train it here: the first N of the book's 50,000 "
+        f"(default: {N_TRAIN}, or all the data has if fewer; 0: no Train it here)",
+    )
+    p.add_argument(
+        "--test-digits",
+        type=cli.non_negative_int,
+        metavar="N",
+        help="test digits the page measures its accuracy on "
+        f"(default: {N_TEST}, or all the data has if fewer)",
     )
     p.add_argument(
         "--serve",
@@ -48,7 +65,18 @@ def has_display() -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    path = write_page(args.checkpoint, args.output, args.data_dir, warn=print_error)
+    try:
+        path = write_page(
+            args.checkpoint,
+            args.output,
+            args.data_dir,
+            warn=print_error,
+            n_train=args.train_digits,
+            n_test=args.test_digits,
+        )
+    except FlagError as e:  # the user's flag, not the data: argparse's exit status
+        print_error(f"error: {e}")
+        return 2
     print(path, flush=True)
     open_browser = not args.no_open and has_display()
     if args.serve is None:

@@ -1,7 +1,6 @@
 // Watch it think: draw a digit, see every layer of the network light up.
 // Everything runs here, offline: the weights are in the page, and nothing is fetched.
-"use strict";
-(() => {
+// draw.py inlines this file and draw_page_learn.js (backprop, SGD, training) in one scope.
   const NET = JSON.parse(document.getElementById("network").textContent);
   const SIDE = 28; // MNIST images are 28x28 ...
   const BOX = 20; // ... with the digit scaled to fit 20x20 ...
@@ -16,7 +15,9 @@
   const TOP_K = 8; // connections drawn into each neuron: its strongest contributions w·a
   const TOP_K_SELECTED = 40; // ... and into the neuron whose panel is open
   const BIAS_RANGE = 10; // the slider moves a bias this far either way from its trained value
-  const COLOURS = { pos: [77, 141, 255], neg: [255, 82, 82], answer: "#ffd54a" };
+  const COLOURS = {
+    pos: [77, 141, 255], neg: [255, 82, 82], answer: "#ffd54a", selected: "#c792ff",
+  };
 
   // --- the network: weights as float32 in the page, arithmetic in float64 ---------------
 
@@ -37,12 +38,26 @@
 
   const sizes = NET.sizes;
   const L = sizes.length - 1; // layers of weights
-  const weights = NET.weights.map(float32s); // weights[l][j * sizes[l] + i]: neuron j, input i
+  // The trained network, and the page's own copy that the learner changes in place
+  // (switch-offs, biases, SGD steps, training): weights[l][j * sizes[l] + i], neuron j, input i.
+  const trainedWeights = NET.weights.map(float32s);
   const trainedBiases = NET.biases.map(float32s);
-  let biases = trainedBiases.map((b) => Float64Array.from(b));
-  let off = sizes.slice(1).map((n) => new Uint8Array(n)); // 1: neuron switched off
+  const weights = trainedWeights.map((w) => Float64Array.from(w));
+  const biases = trainedBiases.map((b) => Float64Array.from(b));
+  const off = sizes.slice(1).map((n) => new Uint8Array(n)); // 1: neuron switched off
 
   const sigmoid = (z) => 1 / (1 + Math.exp(-z));
+
+  /** The index of the largest value: the network's answer, for the output layer. */
+  function argmax(values) {
+    let best = 0;
+    for (let j = 1; j < values.length; j++) if (values[j] > values[best]) best = j;
+    return best;
+  }
+
+  /** A number as the page writes it everywhere: a true minus sign, fixed decimals. */
+  const fmt = (v, digits = 4) =>
+    Number.isNaN(v) ? "NaN" : (v < 0 ? "−" : "") + Math.abs(v).toFixed(digits);
 
   /** a⁽ˡ⁺¹⁾ = σ(W⁽ˡ⁾ a⁽ˡ⁾ + b⁽ˡ⁾), layer by layer; a switched-off neuron's activation is 0. */
   function forward(x) {
@@ -308,7 +323,7 @@
   }
 
   function undo() {
-    if (preset || pen) return;
+    if (preset || pen || !strokes.length) return;
     strokes.pop();
     drawingChanged();
   }
@@ -332,6 +347,7 @@
       needsConversion = true;
     }
     document.getElementById("source").textContent = p ? p.label : "Input: your drawing.";
+    chosenLabel = null; // a new input: its y is its true label, or the network's answer
     schedule();
   }
 
@@ -345,7 +361,13 @@
   });
   document.getElementById("noise").onclick = () => {
     const pixels = Float64Array.from({ length: SIDE * SIDE }, () => Math.random());
-    setPreset({ pixels, label: "Input: random noise. The network still answers, confidently." });
+    const output = forward(pixels).a[L];
+    const top = argmax(output);
+    setPreset({
+      pixels,
+      label: `Input: random noise. The network still answers: ${top}, with a = ` +
+        `${output[top].toFixed(2)} (a sure answer is near 1; try a few).`,
+    });
   };
   document.getElementById("blank").onclick = () =>
     setPreset({ pixels: new Float64Array(SIDE * SIDE), label: "Input: blank, all zeros." });
@@ -361,16 +383,30 @@
     const thumb = document.createElement("canvas");
     thumb.width = thumb.height = SIDE;
     thumb.getContext("2d").putImageData(grayImage(ex.pixels), 0, 0);
-    const caption = document.createElement("span");
-    const wrong = ex.predicted !== ex.label;
-    caption.textContent = wrong ? `${ex.label}→${ex.predicted}` : `${ex.label}`;
-    button.className = wrong ? "wrong" : "";
-    button.title = `test image #${ex.index}: a ${ex.label}` +
-      (wrong ? `, which the network reads as ${ex.predicted}` : "");
-    button.append(thumb, caption);
-    button.onclick = () =>
-      setPreset({ pixels: ex.pixels, label: `Input: test image #${ex.index}, a ${ex.label}.` });
+    ex.button = button;
+    button.append(thumb, document.createElement("span"));
+    button.onclick = () => showExample(ex);
     exampleBox.append(button);
+  }
+  captionExamples();
+
+  /** Each test digit's caption: its label, and in red the answer when that is wrong. The
+   * answers are Python's when the page opens, the page's own once the network changes. */
+  function captionExamples() {
+    for (const ex of examples) {
+      const wrong = ex.predicted !== ex.label;
+      ex.button.lastChild.textContent = wrong ? `${ex.label}→${ex.predicted}` : `${ex.label}`;
+      ex.button.className = wrong ? "wrong" : "";
+      ex.button.title = `test image #${ex.index}: a ${ex.label}` +
+        (wrong ? `, which the network reads as ${ex.predicted}` : "");
+    }
+  }
+  function showExample(ex) {
+    setPreset({
+      pixels: ex.pixels,
+      digit: ex.label,
+      label: `Input: test image #${ex.index}, a ${ex.label}.`,
+    });
   }
   document.getElementById("examples-note").textContent = examples.length
     ? "A red caption (true→answer) marks a digit the network gets wrong."
@@ -440,10 +476,13 @@
     return [x + r, ys[i]];
   }
 
+  let drawnLines = []; // [l, i, j, x0, y0, x1, y1] of every connection drawn: for clicks
+
   function drawConnections(state) {
     ctx.lineCap = "round";
+    drawnLines = [];
     for (let l = 1; l <= L; l++) {
-      const lines = connections(l, state);
+      const lines = showing === "backprop" ? nudges(l) : connections(l, state);
       let biggest = 0;
       for (const [, , c] of lines) biggest = Math.max(biggest, Math.abs(c));
       const { x, ys, r } = layout[l];
@@ -456,6 +495,7 @@
         ctx.moveTo(x0, y0);
         ctx.lineTo(x - r, ys[j]);
         ctx.stroke();
+        drawnLines.push([l, i, j, x0, y0, x - r, ys[j]]);
       }
     }
   }
@@ -471,8 +511,7 @@
 
   function drawNeurons(state) {
     const output = state.a[L];
-    let answer = 0;
-    for (let j = 1; j < output.length; j++) if (output[j] > output[answer]) answer = j;
+    const answer = argmax(output);
     ctx.textBaseline = "middle";
     for (let l = 1; l <= L; l++) {
       const { x, ys, r, shown, hidden } = layout[l];
@@ -486,10 +525,17 @@
         const isSelected = selected && selected.l === l && selected.j === j;
         const changed = off[l - 1][j] || biases[l - 1][j] !== trainedBiases[l - 1][j];
         ctx.lineWidth = isAnswer || isSelected ? 3 : 1;
-        ctx.strokeStyle = isAnswer ? COLOURS.answer : isSelected ? "#c792ff" : "#5a6272";
+        ctx.strokeStyle = isAnswer ? COLOURS.answer : isSelected ? COLOURS.selected : "#5a6272";
         ctx.setLineDash(changed ? [3, 3] : []);
         ctx.stroke();
         ctx.setLineDash([]);
+        if (isAnswer && isSelected) { // the answer's ring stays; the selection rings it
+          ctx.beginPath();
+          ctx.arc(x, ys[j], r + 4, 0, 2 * Math.PI);
+          ctx.strokeStyle = COLOURS.selected;
+          ctx.stroke();
+        }
+        if (showing === "backprop") drawDelta(l, j, x, ys[j], r);
         if (off[l - 1][j]) {
           ctx.strokeStyle = "#ff5252";
           ctx.lineWidth = 2;
@@ -529,6 +575,7 @@
       const name = l === L ? "output" : `hidden ${l}`;
       ctx.fillText(`${name} (${sizes[l]})`, layout[l].x, 18);
     }
+    if (showing === "backprop") drawBackpropKey();
   }
 
   function drawNetwork(state) {
@@ -538,6 +585,18 @@
     drawInput(); // over the connections' ends: they come out of their pixels' rows
     drawNeurons(state);
     drawTitles();
+  }
+
+  /** The drawn connection within 4 px of canvas point (x, y), or null: { l, j, i }. */
+  function connectionAt(x, y) {
+    let best = null, bestDistance = 4;
+    for (const [l, i, j, x0, y0, x1, y1] of drawnLines) {
+      const dx = x1 - x0, dy = y1 - y0;
+      const t = Math.min(Math.max(((x - x0) * dx + (y - y0) * dy) / (dx * dx + dy * dy), 0), 1);
+      const distance = Math.hypot(x - x0 - t * dx, y - y0 - t * dy);
+      if (distance < bestDistance) [best, bestDistance] = [{ l, j, i }, distance];
+    }
+    return best;
   }
 
   /** The drawn neuron at canvas point (x, y), or null. */
@@ -553,11 +612,14 @@
 
   net.addEventListener("pointerdown", (e) => {
     const rect = net.getBoundingClientRect();
-    const hit = neuronAt(
-      ((e.clientX - rect.left) * NET_W) / rect.width,
-      ((e.clientY - rect.top) * NET_H) / rect.height,
-    );
+    const x = ((e.clientX - rect.left) * NET_W) / rect.width;
+    const y = ((e.clientY - rect.top) * NET_H) / rect.height;
+    const hit = neuronAt(x, y);
     if (hit) select(hit.l, hit.j);
+    else {
+      const line = connectionAt(x, y);
+      if (line) select(line.l, line.j, line.i);
+    }
   });
 
   // --- the panel of one neuron: its weighted input, weights, and the controls to change it
@@ -566,14 +628,18 @@
   const $ = (id) => document.getElementById(id);
   const biasSlider = $("n-bias");
 
-  function select(l, j) {
+  /** Open the panel of neuron j of layer l; ``i``: the input whose weight the chain rule
+   * and the landscape follow (default: its strongest contribution w·a now). */
+  function select(l, j, i) {
     selected = { l, j };
+    chooseWeight(l, j, i);
     $("hint").hidden = true;
     $("neuron").hidden = false;
     $("n-title").textContent =
       l === L ? `Output neuron ${j} (the digit ${j})` : `Hidden layer ${l}, neuron ${j}`;
     $("n-pictures").hidden = l !== 1;
     $("n-bars").hidden = l === 1;
+    $("n-grad-picture").hidden = l !== 1;
     $("n-off").checked = !!off[l - 1][j];
     const b0 = trainedBiases[l - 1][j];
     biasSlider.min = b0 - BIAS_RANGE;
@@ -595,17 +661,29 @@
     changed();
   }
 
+  /** Back to the trained network: its weights and biases, every neuron on, no step to undo. */
   function reset() {
-    biases = trainedBiases.map((b) => Float64Array.from(b));
-    off = sizes.slice(1).map((n) => new Uint8Array(n));
-    if (selected) select(selected.l, selected.j);
+    if (training) stopTraining("Reset: training stopped; the trained network is back.");
+    weights.forEach((w, l) => w.set(trainedWeights[l]));
+    biases.forEach((b, l) => b.set(trainedBiases[l]));
+    off.forEach((o) => o.fill(0));
+    undoSteps.length = 0;
+    if (selected) select(selected.l, selected.j, weightChosen && weightChosen.i);
     changed();
   }
 
+  const differs = (now, then) => now.some((a, l) => a.some((v, p) => v !== then[l][p]));
+
+  /** Something in the network changed: redraw, and offer Reset only when there is a change. */
   function changed() {
     const any = off.some((o) => o.some((v) => v)) ||
-      biases.some((b, l) => b.some((v, j) => v !== trainedBiases[l][j]));
+      differs(biases, trainedBiases) || differs(weights, trainedWeights);
     $("reset").disabled = !any;
+    for (const ex of examples) ex.predicted = argmax(forward(ex.pixels).a[L]);
+    captionExamples();
+    if (selected && selected.l === 1) {
+      paintDiverging($("n-weights"), weights[0].subarray(selected.j * 784, (selected.j + 1) * 784));
+    }
     schedule();
   }
 
@@ -628,20 +706,22 @@
     canvas.getContext("2d").putImageData(image, 0, 0);
   }
 
-  /** Later layers: incoming weights w (top) and contributions w·a (bottom) as bars. */
-  function paintBars(canvas, w, contributions) {
+  /** Later layers: rows of bars, one a neuron of the layer below, each row on its own
+   * scale (written as ±largest), with the neurons' numbers along the bottom. */
+  function paintBars(canvas, rows) {
     const c = canvas.getContext("2d");
-    const width = canvas.width, half = canvas.height / 2;
+    const width = canvas.width, numbers = 14, band = (canvas.height - numbers) / rows.length;
     c.clearRect(0, 0, width, canvas.height);
-    const rows = [[w, "weights w"], [contributions, "w·a now"]];
+    c.font = "11px system-ui, sans-serif";
+    const n = rows[0][0].length, step = width / n;
     rows.forEach(([values, label], row) => {
       let scale = 0;
       for (const v of values) scale = Math.max(scale, Math.abs(v));
-      const mid = row * half + half / 2 + 6, room = half / 2 - 10, step = width / values.length;
+      const mid = row * band + band / 2 + 6, room = band / 2 - 10;
       c.fillStyle = "#8b93a3";
-      c.font = "11px system-ui, sans-serif";
-      c.fillText(label, 0, row * half + 10);
-      for (let i = 0; i < values.length; i++) {
+      c.textAlign = "left";
+      c.fillText(`${label} (largest ±${scale.toPrecision(2)})`, 0, row * band + 10);
+      for (let i = 0; i < n; i++) {
         const h = scale > 0 ? (values[i] / scale) * room : 0;
         c.fillStyle = rgba(values[i] >= 0 ? COLOURS.pos : COLOURS.neg, 1);
         c.fillRect(i * step + 1, Math.min(mid, mid - h), Math.max(step - 2, 1), Math.abs(h));
@@ -649,22 +729,34 @@
       c.fillStyle = "#3a4252";
       c.fillRect(0, mid, width, 1);
     });
+    if (step >= 12) { // room for the neurons' numbers
+      c.fillStyle = "#8b93a3";
+      c.textAlign = "center";
+      for (let i = 0; i < n; i++) c.fillText(String(i), (i + 0.5) * step, canvas.height - 3);
+    }
   }
 
   function updatePanel(state) {
     if (!selected) return;
     const { l, j } = selected;
-    const fmt = (v) => (v < 0 ? "−" : " ") + Math.abs(v).toFixed(4);
     $("n-sum").textContent = fmt(state.sums[l - 1][j]);
     $("n-b").textContent = fmt(biases[l - 1][j]);
     $("n-z").textContent = fmt(state.zs[l - 1][j]);
     $("n-a").textContent = off[l - 1][j] ? "off: 0" : fmt(state.a[l][j]);
-    $("n-bias-value").textContent = biases[l - 1][j].toFixed(2);
+    $("n-bias-value").textContent = fmt(biases[l - 1][j], 2);
     const nIn = sizes[l - 1];
     const w = weights[l - 1].subarray(j * nIn, (j + 1) * nIn);
     const contributions = w.map((v, i) => v * state.a[l - 1][i]);
-    if (l === 1) paintDiverging($("n-product"), contributions);
-    else paintBars($("n-bars"), w, contributions);
+    const grads = gradientsNow();
+    const nudge = Array.from(grads.nabla_w[l - 1].subarray(j * nIn, (j + 1) * nIn), (g) => -g);
+    if (l === 1) {
+      paintDiverging($("n-product"), contributions);
+      paintDiverging($("n-grad"), nudge);
+    } else {
+      paintBars($("n-bars"), [[w, "weights w"], [contributions, "w·a now"],
+        [nudge, "nudge −∂C/∂w"]]);
+    }
+    updateNeuronLearning(state, grads);
   }
 
   // --- one update per animation frame: drawing -> input -> network -> picture ----------
@@ -675,6 +767,7 @@
 
   function schedule() {
     needsUpdate = true;
+    grads = null; // the input, the label or the network changed: backprop again when asked
     if (!scheduled) {
       scheduled = true;
       requestAnimationFrame(frame);
@@ -690,8 +783,10 @@
       needsConversion = false;
     }
     state = forward(input);
+    grads = null; // the gradients of this input, computed once when first asked for
     drawNetwork(state);
     updatePanel(state);
+    updateLearning(state);
     const t1 = performance.now();
     stats.updates++;
     stats.ms += t1 - t0;
@@ -704,21 +799,22 @@
     if (!needsUpdate) return;
     needsUpdate = false;
     update();
+    $("undo").disabled = !!preset || !strokes.length;
     $("stats").textContent =
       `${stats.updates} updates, ${(stats.ms / stats.updates).toFixed(1)} ms each ` +
       `(${stats.recent.length} in the last second)`;
   }
 
-  setPreset(null);
-
-  // For tests and the curious: the page's own functions, from the browser's console.
+  // For tests and the curious: the page's own functions, from the browser's console
+  // (draw_page_learn.js adds backprop, sgdStep, train and the rest).
   window.mlp = {
     sizes,
     shown: [SIDE * SIDE, ...layout.slice(1).map((c) => c.shown)], // neurons drawn per layer
     position: (l, j) => [layout[l].x, layout[l].ys[j]], // neuron j of layer l on the canvas
     forward: (x) => forward(x),
     toMnist: (rgba, w, h) => Array.from(toMnist(rgba, w, h)),
-    setInput: (pixels) => setPreset({ pixels: Float64Array.from(pixels), label: "Input: set." }),
+    setInput: (pixels, digit) =>
+      setPreset({ pixels: Float64Array.from(pixels), digit, label: "Input: set." }),
     select,
     setOff,
     setBias,
@@ -726,6 +822,9 @@
     undo,
     clear,
     stats,
+    /** The connections drawn now, each { l, j, i } and its two ends on the canvas. */
+    lines: () =>
+      drawnLines.map(([l, i, j, x0, y0, x1, y1]) => ({ l, j, i, from: [x0, y0], to: [x1, y1] })),
     /** Everything as plain arrays, once any pending update has run. */
     state: () => {
       if (needsUpdate) frame();
@@ -738,4 +837,3 @@
       };
     },
   };
-})();
