@@ -53,11 +53,13 @@ def gradients(
             return Step(activations[-1], *bp.backward(weights, activations, y))
     if backprop != "autograd":
         raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
-    with torch.enable_grad():
-        activations, _ = bp.feedforward(weights, biases, x)
-        cost = bp.cost(activations[-1], y)
-        nablas = torch.autograd.grad(cost.sum(), [*weights, *biases])
     n = len(weights)
+    # Plain tensors (sgd.SGD's) join the graph as leaves; a module's parameters already do.
+    params = [p if p.requires_grad else p.detach().requires_grad_() for p in [*weights, *biases]]
+    with torch.enable_grad():
+        activations, _ = bp.feedforward(params[:n], params[n:], x)
+        cost = bp.cost(activations[-1], y)
+        nablas = torch.autograd.grad(cost.sum(), params)
     return Step(activations[-1].detach(), list(nablas[:n]), list(nablas[n:]))
 
 

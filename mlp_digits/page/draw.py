@@ -161,7 +161,7 @@ def build_page(
     model: DigitsMLP, examples: list[dict], title: str, learn: dict | None = None
 ) -> str:
     """The page's HTML: the template with the network's data, script and title filled in."""
-    package = resources.files("mlp_digits")
+    package = resources.files("mlp_digits.page")
     template = (package / "draw_page.html").read_text(encoding="utf-8")
     script = "\n".join((package / name).read_text(encoding="utf-8") for name in SCRIPTS)
     # Inside <script>, "</" could end the element early; JSON allows "<\/" for it.
