@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+ACTIVATIONS = ("sigmoid", "relu")  # of the hidden layers; the output layer is always σ
+
 
 def sigmoid(z: Tensor) -> Tensor:
     """σ(z) = 1 / (1 + e⁻ᶻ)."""
@@ -38,12 +40,26 @@ def sigmoid_prime(z: Tensor) -> Tensor:
     return s * (1 - s)
 
 
-def sigmoid_prime_of_activation(a: Tensor) -> Tensor:
-    """σ'(z) from the neuron's activation a = σ(z): σ(z)(1 − σ(z)) = a − a².
+def relu(z: Tensor) -> Tensor:
+    """ReLU(z) = max(0, z), the rectified linear unit of the first video's aside."""
+    return torch.relu(z)
 
-    The forward pass already holds every a = σ(z), so the backward pass need not take σ of
-    z again; a − a² is one fused operation (``addcmul``), where σ and its product are three.
+
+def relu_prime(z: Tensor) -> Tensor:
+    """ReLU'(z) = 1 where z > 0, else 0 (at z = 0 too, as autograd takes it)."""
+    return (z > 0).to(z.dtype)
+
+
+def activation_prime(a: Tensor, activation: str = "sigmoid") -> Tensor:
+    """The derivative at z of the neuron's activation function, from its activation a:
+
+        σ'(z) = σ(z)(1 − σ(z)) = a − a²        ReLU'(z) = 1 where a > 0, else 0
+
+    The forward pass already holds every a, so the backward pass need not go back to z; for
+    the sigmoid, a − a² is one fused operation (``addcmul``) where σ and its product are three.
     """
+    if activation == "relu":
+        return (a > 0).to(a.dtype)
     return torch.addcmul(a, a, a, value=-1)
 
 
@@ -66,25 +82,29 @@ def weighted_input(w: Tensor, b: Tensor, a: Tensor) -> Tensor:
 
 
 def feedforward(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor
+    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, activation: str = "sigmoid"
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Run x through the network: zˡ = Wˡ aˡ⁻¹ + bˡ and aˡ = σ(zˡ), layer by layer.
+
+    ``activation="relu"``: the hidden layers' aˡ = ReLU(zˡ) instead; the output layer stays
+    σ, so that the outputs lie in (0, 1) and the quadratic cost keeps its meaning.
 
     Returns ``(activations, zs)``: ``activations[0]`` is x itself and ``activations[-1]`` the
     output aᴸ; ``zs[l]`` is the weighted input of the layer that ``weights[l]`` feeds, so
     ``len(zs) == len(weights)``. Differentiable: autograd may run through it too.
     """
+    hidden = relu if activation == "relu" else sigmoid
     activations, zs = [x], []
-    for w, b in zip(weights, biases, strict=True):
+    for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
         z = weighted_input(w, b, activations[-1])
         zs.append(z)
-        activations.append(sigmoid(z))
+        activations.append(sigmoid(z) if l == len(weights) - 1 else hidden(z))
     return activations, zs
 
 
 @torch.no_grad()
 def backward(
-    weights: Sequence[Tensor], activations: Sequence[Tensor], y: Tensor
+    weights: Sequence[Tensor], activations: Sequence[Tensor], y: Tensor, activation: str = "sigmoid"
 ) -> tuple[list[Tensor], list[Tensor]]:
     """The backward pass: ∂C/∂W and ∂C/∂b from a feedforward's activations, by the four
     equations:
@@ -94,8 +114,9 @@ def backward(
     BP3: ∂C/∂bˡ = δˡ                          the bias gradient is the error
     BP4: ∂C/∂Wˡ = δˡ (aˡ⁻¹)ᵀ                  the weight gradient: error times input
 
-    σ'(zˡ) comes from aˡ = σ(zˡ) (``sigmoid_prime_of_activation``). With one example per
-    row, δˡ is an (m, n_l) matrix holding each example's own error. C is the mean of the m
+    σ'(zˡ) comes from aˡ = σ(zˡ) (``activation_prime``); with ReLU hidden layers BP2 takes
+    ReLU'(zˡ) in its place. With one example per row, δˡ is an (m, n_l) matrix holding each
+    example's own error. C is the mean of the m
     examples' costs, so BP3 and BP4 take the mean over the rows.
 
     Returns ``(nabla_w, nabla_b)`` shaped like the weights and the biases.
@@ -106,7 +127,7 @@ def backward(
     nabla_b: list[Tensor] = [torch.empty(0)] * n_layers
 
     a = activations[-1]
-    delta = (a - y).mul_(sigmoid_prime_of_activation(a))  # BP1
+    delta = (a - y).mul_(activation_prime(a))  # BP1 (the output layer is σ)
     for l in range(n_layers - 1, -1, -1):
         a_in = activations[l]  # aˡ⁻¹, the input of the layer that Wˡ feeds
         # C is the mean of the m examples' costs: each example's δ, divided by m, is its share
@@ -115,18 +136,22 @@ def backward(
         nabla_b[l] = share.sum(dim=-2)  # BP3: the mean over the batch of each example's δ
         nabla_w[l] = share.mT @ a_in  # BP4: the mean over the batch of δ (aˡ⁻¹)ᵀ
         if l > 0:
-            delta = (delta @ weights[l]).mul_(sigmoid_prime_of_activation(a_in))  # BP2
+            delta = (delta @ weights[l]).mul_(activation_prime(a_in, activation))  # BP2
     return nabla_w, nabla_b
 
 
 @torch.no_grad()
 def backprop(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    x: Tensor,
+    y: Tensor,
+    activation: str = "sigmoid",
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Gradients ``(nabla_w, nabla_b)`` of the mini-batch cost C = 1/(2m) Σ_x ‖y(x) − a(x)‖².
 
     The book's ``backprop``: a feedforward that records every zˡ and aˡ, then the backward
     pass of BP1–BP4 (see ``backward``).
     """
-    activations, _ = feedforward(weights, biases, x)
-    return backward(weights, activations, y)
+    activations, _ = feedforward(weights, biases, x, activation)
+    return backward(weights, activations, y, activation)

@@ -27,22 +27,43 @@ def sigmoid_prime(z: np.ndarray) -> np.ndarray:
     return sigmoid(z) * (1 - sigmoid(z))
 
 
+def relu(z: np.ndarray) -> np.ndarray:
+    """ReLU(z) = max(0, z): not in network.py; the hidden layers' alternative to σ."""
+    return np.maximum(z, 0.0)
+
+
+def relu_prime(z: np.ndarray) -> np.ndarray:
+    """ReLU'(z) = 1 where z > 0, else 0."""
+    return (z > 0).astype(np.float64)
+
+
 class Network:
     """network.py's ``Network``, started from given weights and biases instead of a draw.
 
-    Biases may be given as (n,) or (n, 1); every array is copied as float64.
+    Biases may be given as (n,) or (n, 1); every array is copied as float64. With
+    ``activation="relu"`` the hidden layers are ReLU (the output layer stays σ).
     """
 
-    def __init__(self, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> None:
+    def __init__(
+        self,
+        weights: Sequence[np.ndarray],
+        biases: Sequence[np.ndarray],
+        activation: str = "sigmoid",
+    ) -> None:
         self.weights = [np.array(w, dtype=np.float64) for w in weights]
         self.biases = [np.array(b, dtype=np.float64).reshape(-1, 1) for b in biases]
         self.num_layers = len(self.weights) + 1
+        relu_hidden = activation == "relu"
+        self.hidden, self.hidden_prime = (
+            (relu, relu_prime) if relu_hidden else (sigmoid, sigmoid_prime)
+        )
 
     def feedforward(self, a: np.ndarray) -> np.ndarray:
         """The output for input a: a ← σ(w a + b), layer by layer. ``a`` may hold several
         examples as columns, (784, m)."""
-        for b, w in zip(self.biases, self.weights):
-            a = sigmoid(np.dot(w, a) + b)
+        for l, (b, w) in enumerate(zip(self.biases, self.weights)):
+            z = np.dot(w, a) + b
+            a = sigmoid(z) if l == len(self.weights) - 1 else self.hidden(z)
         return a
 
     def update_mini_batch(self, mini_batch: Sequence[Example], eta: float) -> None:
@@ -62,16 +83,16 @@ class Network:
         nabla_b: list[np.ndarray] = [np.zeros(b.shape) for b in self.biases]
         nabla_w: list[np.ndarray] = [np.zeros(w.shape) for w in self.weights]
         activation, activations, zs = x, [x], []  # every layer's a and z, layer by layer
-        for b, w in zip(self.biases, self.weights):
+        for l, (b, w) in enumerate(zip(self.biases, self.weights)):
             z = np.dot(w, activation) + b
             zs.append(z)
-            activation = sigmoid(z)
+            activation = sigmoid(z) if l == len(self.weights) - 1 else self.hidden(z)
             activations.append(activation)
         delta = (activations[-1] - y) * sigmoid_prime(zs[-1])  # BP1
         nabla_b[-1] = delta  # BP3
         nabla_w[-1] = np.dot(delta, activations[-2].T)  # BP4
         for l in range(2, self.num_layers):  # l = 2: the second-to-last layer, as in the book
-            delta = np.dot(self.weights[-l + 1].T, delta) * sigmoid_prime(zs[-l])  # BP2
+            delta = np.dot(self.weights[-l + 1].T, delta) * self.hidden_prime(zs[-l])  # BP2
             nabla_b[-l] = delta
             nabla_w[-l] = np.dot(delta, activations[-l - 1].T)
         return nabla_b, nabla_w

@@ -39,7 +39,12 @@ class Step(NamedTuple):
 
 
 def gradients(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, y: Tensor, backprop: str
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    x: Tensor,
+    y: Tensor,
+    backprop: str,
+    activation: str = "sigmoid",
 ) -> Step:
     """∂C/∂W and ∂C/∂b of every layer for the mini-batch (x, y), by BP1–BP4 (``"manual"``) or
     by autograd (``"autograd"``), with the output aᴸ they came from.
@@ -49,15 +54,15 @@ def gradients(
     """
     if backprop == "manual":
         with torch.inference_mode():  # no autograd bookkeeping at all
-            activations, _ = bp.feedforward(weights, biases, x)
-            return Step(activations[-1], *bp.backward(weights, activations, y))
+            activations, _ = bp.feedforward(weights, biases, x, activation)
+            return Step(activations[-1], *bp.backward(weights, activations, y, activation))
     if backprop != "autograd":
         raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
     n = len(weights)
     # Plain tensors (sgd.SGD's) join the graph as leaves; a module's parameters already do.
     params = [p if p.requires_grad else p.detach().requires_grad_() for p in [*weights, *biases]]
     with torch.enable_grad():
-        activations, _ = bp.feedforward(params[:n], params[n:], x)
+        activations, _ = bp.feedforward(params[:n], params[n:], x, activation)
         cost = bp.cost(activations[-1], y)
         nablas = torch.autograd.grad(cost.sum(), params)
     return Step(activations[-1].detach(), list(nablas[:n]), list(nablas[n:]))
@@ -90,6 +95,7 @@ def sgd_step(
     eta: float | Tensor,
     backprop: str = "manual",
     average: Callable[[list[Tensor], list[Tensor]], Gradients] | None = None,
+    activation: str = "sigmoid",
 ) -> Step:
     """One step of SGD on the mini-batch (x, y): ``Step(output before it, nabla_w, nabla_b)``.
 
@@ -99,7 +105,7 @@ def sgd_step(
     ``average``, with several processes, turns this process's gradients into the mean of all
     processes' (each holds a share of the mini-batch), so that every process takes one step.
     """
-    output, nabla_w, nabla_b = gradients(weights, biases, x, y, backprop)
+    output, nabla_w, nabla_b = gradients(weights, biases, x, y, backprop, activation)
     if average is not None:
         nabla_w, nabla_b = average(nabla_w, nabla_b)
     update(weights, biases, nabla_w, nabla_b, eta)
@@ -178,6 +184,7 @@ def SGD(
     seed: int = 0,
     backprop: str = "manual",
     test_data: tuple[Tensor, Tensor] | None = None,
+    activation: str = "sigmoid",
 ) -> list[int]:
     """Train one network in place, as network.py's ``SGD``; return the test images read right
     after each epoch (none without ``test_data``).
@@ -191,16 +198,20 @@ def SGD(
     for epoch in range(epochs):
         permutation.set_epoch(epoch)
         for batch in mini_batches(permutation.indices(), batch_size):
-            sgd_step(weights, biases, x[batch], y[batch], eta, backprop)
+            sgd_step(weights, biases, x[batch], y[batch], eta, backprop, activation=activation)
         if test_data is not None:
-            correct.append(evaluate(weights, biases, *test_data))
+            correct.append(evaluate(weights, biases, *test_data, activation))
     return correct
 
 
 @torch.no_grad()
 def evaluate(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, targets: Tensor
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    x: Tensor,
+    targets: Tensor,
+    activation: str = "sigmoid",
 ) -> int:
     """How many of the images x the network reads right: its answer is the brightest output."""
-    activations, _ = bp.feedforward(weights, biases, x.to(weights[0].dtype))
+    activations, _ = bp.feedforward(weights, biases, x.to(weights[0].dtype), activation)
     return int((activations[-1].argmax(dim=-1) == targets).sum())
