@@ -309,9 +309,19 @@ def parse_train_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Call ``main(args)``; a data problem becomes one line on stderr and exit status 1."""
+    """Call ``main(args)``; a data problem becomes one line on stderr and exit status 1.
+
+    A reader that stops early (``| head -2``) closes the pipe: that ends the output quietly,
+    as it does for any command-line tool, not in a BrokenPipeError traceback.
+    """
     try:
-        return main(args)
+        status = main(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here at the latest
+        return status
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; pointing it at devnull keeps that quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, the status of a tool the pipe stopped

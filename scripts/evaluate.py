@@ -11,4 +11,5 @@ from mlp_digits.lightning.training import evaluate
 
 if __name__ == "__main__":
     args = cli.evaluate_parser().parse_args()
+    args.given = cli.given_flags(cli.evaluate_parser)  # else the run's own data folder
     sys.exit(cli.run(evaluate, args))

@@ -32,6 +32,7 @@ from mlp_digits.lightning.pictures import (
     TILE_HEIGHT,
     TILE_WIDTH,
     TOP,
+    WEIGHT_ZOOM,
     ConfusionPicture,
     TensorBoardPictures,
     confusion_title,
@@ -284,7 +285,8 @@ def test_real_run_writes_every_image_and_histogram_at_each_epoch(tmp_path: Path)
     for tag in histograms:
         assert [e.step for e in events.Histograms(tag)] == [50, 100]
     weights = events.Images("images/first_layer_weights")[0]
-    assert (weights.height, weights.width) == grid_size(16, SIDE, SIDE, nrow=4)
+    side = SIDE * WEIGHT_ZOOM
+    assert (weights.height, weights.width) == grid_size(16, side, side, nrow=4)
     bias = events.Histograms("weights/layers.2.bias")[-1].histogram_value
     assert bias.num == 10
     assert bias.sum == pytest.approx(run.model.layers[2].bias.sum().item(), rel=1e-5, abs=1e-6)

@@ -329,7 +329,7 @@ def test_script_json_has_an_object_per_file(runs: dict, model: DigitsMLP, files:
     pngs = argv[3:]
     assert [r["file"] for r in results] == pngs
     for r in results:
-        assert set(r) == {"file", "prediction", "activations"}
+        assert set(r) == {"file", "prediction", "activations", "blank"}
         assert len(r["activations"]) == 10
         assert all(isinstance(a, float) and 0 <= a <= 1 for a in r["activations"])
         assert r["prediction"] == int(np.argmax(r["activations"]))

@@ -117,10 +117,14 @@ def test_evaluate_prints_the_same_test_count_and_a_per_digit_table(two_epoch_run
 
 
 def test_missing_data_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    result = run_script("train.py", "--data-dir", str(tmp_path), "--no-download")
+    logdir = tmp_path / "logs"
+    result = run_script(
+        "train.py", "--data-dir", str(tmp_path), "--no-download", "--logdir", str(logdir)
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: MNIST is not in")
+    assert not logdir.exists()  # a run that never started has no run folder
 
 
 def run_in_process(capsys, *flags: str) -> str:

@@ -10,6 +10,7 @@ hostile file is refused with one line, and nothing in it runs.
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,23 @@ def unsafe_globals(path: Path) -> list[str]:
         return []
 
 
+def zip_header(path: Path) -> bool:
+    """Whether the file starts as torch.save's files do (a zip archive's first record)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
+def stack_message(path: Path, hparams: dict[str, Any]) -> str:
+    """What to say of a sweep's stack checkpoint (many networks at once), and what to do."""
+    sweep = next((p for p in path.resolve().parents if (p / "sweep.json").is_file()), None)
+    resume = shlex.quote(str(sweep)) if sweep else "SWEEP_FOLDER"
+    return (
+        f"checkpoint {path} is a sweep's stack of {len(hparams.get('lrs', []))} networks, not "
+        f"one DigitsMLP; export network K (results.csv's first column) as one: "
+        f"python scripts/sweep.py --resume {resume} --export K"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint's contents, loaded safely: plain tensors and containers, never code.
 
@@ -55,6 +73,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 "types: refused without loading it (a pickle can run code); use one written by "
                 "scripts/train.py"
             ) from None
+        if zip_header(path):  # torch's own format, cut short or corrupted on the way
+            raise DataError(
+                f"checkpoint {path} is damaged or incomplete (a torch file that does not read "
+                f"to its end: {one_line(e, 80)}); copy it again, or use another checkpoint"
+            ) from e
         raise DataError(f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})") from e
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise DataError(f"checkpoint {path} is not a DigitsMLP checkpoint (it has no state_dict)")
@@ -63,8 +86,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> DigitsMLP:
     """The DigitsMLP of a checkpoint read by ``read_checkpoint``, on the CPU."""
+    hparams = checkpoint.get("hyper_parameters", {})
+    if "lrs" in hparams and "seeds" in hparams:  # StackedMLP's, see mlp_digits.sweep.stack
+        raise DataError(stack_message(Path(path), hparams))
     try:
-        model = DigitsMLP(**checkpoint.get("hyper_parameters", {}))
+        model = DigitsMLP(**hparams)
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as e:  # a key, shape or type error: all say "not ours"
         message = f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})"

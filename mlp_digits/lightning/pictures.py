@@ -32,14 +32,23 @@ PAD_VALUE = 0.75  # light gray: not a colour of the weight map, so tile edges st
 POSITIVE = (0.0, 0.0, 1.0)  # blue: a lit pixel here raises the neuron's weighted sum
 NEGATIVE = (1.0, 0.0, 0.0)  # red: a lit pixel here lowers it
 NEUTRAL = (1.0, 1.0, 1.0)  # white: the pixel does not matter
+# TensorBoard shows a picture as wide as its card, and a card is at least SHOWN_WIDTH pixels
+# wide (its time-series grid: minmax(335px, 1fr)); a wider picture is shrunk to fit. So the
+# text in a picture is sized against the picture's width: FONT_SIZE in pictures about
+# SHOWN_WIDTH wide (the mistakes), CONFUSION_FONT in the confusion matrix (twice as wide: its
+# cells hold four digits), where 11-pixel text in 400-pixel pictures shrank until "95" read
+# as "35".
+SHOWN_WIDTH = 335
+FONT_SIZE = 22
+WEIGHT_ZOOM = 4  # first-layer weights: each drawn 4x4, a 4x4 grid of 112-pixel tiles
 MAX_MISCLASSIFIED = 32
-ZOOM = 2  # misclassified digits are drawn ZOOM times larger, so their labels are readable
-LABEL_HEIGHT = 14  # pixels of the text strip under each misclassified digit
+ZOOM = 3  # misclassified digits are drawn ZOOM times larger, so their labels are readable
+LABEL_HEIGHT = 28  # pixels of the text strip under each misclassified digit
 TILE_HEIGHT, TILE_WIDTH = SIDE * ZOOM + LABEL_HEIGHT, SIDE * ZOOM
-MISCLASSIFIED_PER_ROW = 8
+MISCLASSIFIED_PER_ROW = 4  # 4 x 86 pixels: about SHOWN_WIDTH, shown nearly at full size
 EVAL_SLICE = 2000  # validation images per forward pass when looking for misclassified ones
 HISTOGRAM_BINS = 30
-ARROW_LENGTH, ARROW_GAP = 9, 3  # pixels of the "→" between true and predicted digit
+ARROW_LENGTH, ARROW_GAP, ARROW_HEAD = 18, 5, 6  # pixels of the "→" between the two digits
 
 
 def grid_size(n: int, tile_height: int, tile_width: int, nrow: int) -> tuple[int, int]:
@@ -70,16 +79,18 @@ def diverging_colors(values: Tensor) -> Tensor:
     return torch.stack([1 - pos * (1 - p) - neg * (1 - n) for p, n in zip(POSITIVE, NEGATIVE)])
 
 
-def weight_tiles(weight: Tensor, nrow: int | None = None) -> Tensor:
+def weight_tiles(weight: Tensor, nrow: int | None = None, zoom: int = 1) -> Tensor:
     """The rows of ``weight`` (n_hidden, 784) as 28x28 tiles in one (3, H, W) grid in [0, 1].
 
     All tiles share one symmetric scale, ±max|w|, so that colours compare across neurons
     and a weight's sign, not the tile's range, decides its colour. ``nrow`` tiles per row;
-    by default a square-ish grid (4x4 for 16 neurons).
+    by default a square-ish grid (4x4 for 16 neurons). Each weight is ``zoom`` x ``zoom``
+    pixels.
     """
     w = weight.detach().to("cpu", torch.float32).reshape(-1, SIDE, SIDE)
     scale = w.abs().max().item()
     rgb = diverging_colors(w / (scale if scale > 0 else 1.0))  # (3, n, 28, 28)
+    rgb = rgb.repeat_interleave(zoom, dim=2).repeat_interleave(zoom, dim=3)
     nrow = nrow or math.ceil(math.sqrt(len(w)))
     return tile_grid(rgb.transpose(0, 1), nrow)
 
@@ -101,8 +112,11 @@ def draw_label(
     draw.text((x - l1, y), first, fill=255, font=font)
     start = x + (r1 - l1) + ARROW_GAP
     tip, middle = start + ARROW_LENGTH - 1, y + (t1 + b1) // 2
-    draw.line([(start, middle), (tip, middle)], fill=255)
-    draw.polygon([(tip, middle), (tip - 3, middle - 3), (tip - 3, middle + 3)], fill=255)
+    draw.line([(start, middle), (tip, middle)], fill=255, width=2)
+    back = tip - ARROW_HEAD
+    draw.polygon(
+        [(tip, middle), (back, middle - ARROW_HEAD), (back, middle + ARROW_HEAD)], fill=255
+    )
     draw.text((tip + 1 + ARROW_GAP - l2, y), second, fill=255, font=font)
 
 
@@ -131,15 +145,17 @@ def misclassified_grid(
     if len(wrong) == 0:
         return None
     pixels = x.detach()[wrong.to(x.device)].to("cpu", torch.float32)
-    font = ImageFont.load_default(size=11)  # loaded once: each load parses the font again
+    font = ImageFont.load_default(size=FONT_SIZE)  # once: each load parses the font again
     tiles = [
         labelled_digit(p, int(targets[i]), int(predicted[i]), font) for p, i in zip(pixels, wrong)
     ]
     return tile_grid(torch.stack(tiles), MISCLASSIFIED_PER_ROW)
 
 
-CELL = 34  # pixels per cell of the confusion picture
-LEFT, TOP, BOTTOM = 46, 26, 38  # its margins: tick labels and axis names, title, ticks
+CELL = 62  # pixels per cell of the confusion picture: room for "1088" at CONFUSION_FONT
+CONFUSION_FONT = 25  # its counts: the largest that leaves them 8 pixels tall at SHOWN_WIDTH
+LEFT, TOP, BOTTOM = 58, 38, 62  # its margins: tick labels and axis names, title, ticks
+LABEL_STRIP = 28  # the rotated "true digit"
 INK, PAPER = (0, 0, 0), (255, 255, 255)
 
 
@@ -161,7 +177,7 @@ class ConfusionPicture:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.font = ImageFont.load_default(size=11)
+        self.font = ImageFont.load_default(size=CONFUSION_FONT)
         self.colors = (np.asarray(matplotlib.colormaps["Blues"](np.linspace(0, 1, 256)))[:, :3]
                        * 255).round().astype(np.uint8)  # fmt: skip
         side = n * CELL
@@ -171,10 +187,10 @@ class ConfusionPicture:
             middle = LEFT + k * CELL + CELL // 2, TOP + k * CELL + CELL // 2
             draw.text((middle[0], TOP + side + 4), str(k), fill=INK, font=self.font, anchor="mt")
             draw.text((LEFT - 6, middle[1]), str(k), fill=INK, font=self.font, anchor="rm")
-        draw.text((LEFT + side // 2, TOP + side + 20), "predicted digit", INK, self.font, "mt")
-        label = Image.new("RGB", (side, 14), PAPER)
+        draw.text((LEFT + side // 2, TOP + side + 32), "predicted digit", INK, self.font, "mt")
+        label = Image.new("RGB", (side, LABEL_STRIP), PAPER)
         ImageDraw.Draw(label).text((side // 2, 0), "true digit", INK, self.font, "mt")
-        self.background.paste(label.rotate(90, expand=True), (8, TOP))
+        self.background.paste(label.rotate(90, expand=True), (4, TOP))
 
     def cell_color(self, count: int, peak: int) -> tuple[int, int, int]:
         return tuple(int(c) for c in self.colors[round(255 * count / peak)])
@@ -266,7 +282,8 @@ class TensorBoardPictures(L.Callback):
         """Write every picture and histogram with ``writer`` (a torch SummaryWriter)."""
         step = pl_module.sgd_steps
         weight = pl_module.layers[0].weight
-        writer.add_image("images/first_layer_weights", weight_tiles(weight), step)
+        tiles = weight_tiles(weight, zoom=WEIGHT_ZOOM)
+        writer.add_image("images/first_layer_weights", tiles, step)
         grid = self.misclassified(trainer, pl_module)
         if grid is not None:
             writer.add_image("images/misclassified", grid, step)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -22,9 +23,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from mlp_digits.data import DataError
+from mlp_digits.data import RAW_FILES, DataError, check_idx, prepare_mnist, raw_folder
 from mlp_digits.lightning.checkpoint import SaveCheckpoints, model_from_checkpoint, read_checkpoint
 from mlp_digits.lightning.chunked import NonFiniteCost
 from mlp_digits.lightning.datamodule import MNISTDataModule
@@ -99,6 +101,24 @@ class EpochReport(Callback):
         say(trainer, f"{line}, cost {float(metrics['val/cost']):.4f}")
 
 
+# The hyperparameters a learner compares runs by: ticked in the HPARAMS tab by default.
+COMPARED_HPARAMS = ("lr", "sizes", "init", "seed", "batch_size")
+
+
+def mark_compared(experiment: Any) -> None:
+    """Mark ``COMPARED_HPARAMS`` as differing between runs in the experiment summary.
+
+    TensorBoard lists a run's hyperparameters by name, those that differ first, and ticks
+    the first five: alphabetically that was backprop, batch_size, check_gradients_every,
+    data_dir and download. "Differs" puts the ones a learner compares first, and ticked.
+    """
+    value = experiment.value[0]
+    data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in COMPARED_HPARAMS
+    value.metadata.plugin_data.content = data.SerializeToString()
+
+
 @rank_zero_only
 def write_hparams(
     logger: TensorBoardLogger, hparams: dict[str, Any], metric_tags: list[str]
@@ -112,7 +132,9 @@ def write_hparams(
     params = {
         k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in hparams.items()
     }
-    for summary in hparams_summary(params, dict.fromkeys(metric_tags, 0.0)):
+    summaries = hparams_summary(params, dict.fromkeys(metric_tags, 0.0))
+    mark_compared(summaries[0])
+    for summary in summaries:
         logger.experiment.file_writer.add_summary(summary)
     logger.experiment.flush()
 
@@ -224,6 +246,39 @@ def run_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def use_runs_data(args: Namespace, checkpoint: dict[str, Any]) -> None:
+    """The run's own data folder and download setting into ``args``, unless given as flags.
+
+    The folder is stored resolved, so it is found from any working directory; the data
+    belongs to the machine rather than to the run, so ``--data-dir`` given still wins.
+    (``args`` without ``given``, as in a program's own call, keeps its values.)
+    """
+    data = checkpoint.get("datamodule_hyper_parameters", {})
+    given = getattr(args, "given", {"data_dir", "no_download"})
+    if "data_dir" not in given and data.get("data_dir"):
+        args.data_dir = str(data["data_dir"])
+    if "no_download" not in given and data.get("download") is False:
+        args.no_download = True
+
+
+def check_data(data_dir: str, download: bool) -> None:
+    """The four MNIST files present (downloaded if allowed) and their headers sound, or a
+    one-line DataError: checked before anything is written, so a run that cannot start
+    leaves no run folder behind."""
+    prepare_mnist(data_dir, download)
+    for name in RAW_FILES["train"] + RAW_FILES["test"]:
+        check_idx(raw_folder(data_dir) / name, "labels" if "labels" in name else "images")
+
+
+def resume_command(args: Namespace) -> str:
+    """The command that goes on with this run, to be run as printed from the same folder:
+    the run's settings and data folder come back from its checkpoint."""
+    script = sys.argv[0] if Path(sys.argv[0]).name == "train.py" else "scripts/train.py"
+    words = ["python", script, "--resume", "last", "--logdir", str(args.logdir)]
+    words += ["--name", args.name] if args.name else []
+    return shlex.join(words)
+
+
 def resume_settings(args: Namespace) -> tuple[str | None, int | None]:
     """For ``--resume``: the checkpoint to resume, and the run version whose folder to log to.
 
@@ -244,6 +299,7 @@ def resume_settings(args: Namespace) -> tuple[str | None, int | None]:
         if key in given and getattr(args, key) != value:
             overridden.append(f"--{key.replace('_', '-')} {getattr(args, key)} (run: {value})")
         setattr(args, key, value)
+    use_runs_data(args, checkpoint)
     version = None
     run_dir = path.parent.parent
     same_logdir = run_dir.parent.resolve() == (Path(args.logdir) / (args.name or "")).resolve()
@@ -262,6 +318,10 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     ckpt_path, version = resume_settings(args)
+    # Stored resolved (hparams.yaml, checkpoints): evaluate.py, --resume and draw.py find
+    # the data from any folder.
+    args.data_dir = str(Path(args.data_dir).expanduser().resolve())
+    check_data(args.data_dir, not args.no_download)
     L.seed_everything(args.seed, verbose=False)
     datamodule = MNISTDataModule(
         data_dir=args.data_dir,
@@ -329,11 +389,9 @@ def train(args: Namespace) -> int:
     except Interrupted as stop:
         if trainer.is_global_zero:
             where = f"saved {stop.saved}; " if stop.saved else ""
-            resume = f"python scripts/train.py --resume last --logdir {args.logdir}"
-            resume += f" --name {args.name}" if args.name else ""
             print(
                 f"Stopped at step {model.sgd_steps} (epoch {trainer.current_epoch}): "
-                f"{where}to go on: {resume}",
+                f"{where}to go on: {resume_command(args)}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -365,6 +423,7 @@ def evaluate(args: Namespace) -> int:
     checkpoint = read_checkpoint(args.checkpoint)
     model = model_from_checkpoint(checkpoint, args.checkpoint)
     settings = run_settings(checkpoint)
+    use_runs_data(args, checkpoint)
     datamodule = MNISTDataModule(
         data_dir=args.data_dir,
         val_size=settings.get("val_size", 10_000),

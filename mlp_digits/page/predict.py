@@ -31,6 +31,7 @@ BAR_WIDTH = 40  # characters of bar for an activation of 1
 EIGHTHS = " ▏▎▍▌▋▊▉█"  # a bar ends in eighths of a character: small changes still show
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+BLANK_NOTE = " (the image is blank: no digit found, so this is the answer to an empty field)"
 
 
 def load_model(path: str | os.PathLike) -> DigitsMLP:
@@ -162,9 +163,10 @@ def read_image(path: str | os.PathLike) -> Tensor:
 
 @torch.no_grad()
 def predict_files(model: DigitsMLP, paths: Iterable[str | os.PathLike]) -> list[dict]:
-    """``{"file", "prediction", "activations"}`` for each image file, in the order given.
+    """``{"file", "prediction", "activations", "blank"}`` for each image file, in order.
 
     Every file is read before the network runs, so a bad file stops the run before any output.
+    ``blank``: no digit was found, and the network answered for an empty field.
     """
     paths = [str(p) for p in paths]
     if not paths:
@@ -173,8 +175,8 @@ def predict_files(model: DigitsMLP, paths: Iterable[str | os.PathLike]) -> list[
     device, dtype = model.layers[0].weight.device, model.layers[0].weight.dtype
     activations = model.eval()(x.to(device, dtype)).cpu().double()
     return [
-        {"file": p, "prediction": int(a.argmax()), "activations": a.tolist()}
-        for p, a in zip(paths, activations)
+        {"file": p, "prediction": int(a.argmax()), "activations": a.tolist(), "blank": blank}
+        for p, a, blank in zip(paths, activations, (x == 0).all(dim=1).tolist())
     ]
 
 
@@ -200,6 +202,7 @@ def bar_chart(activations: Sequence[float], prediction: int) -> str:
 def format_results(results: Sequence[dict]) -> str:
     """Each file's ``name: digit`` line and bar chart, files separated by a blank line."""
     return "\n\n".join(
-        f"{r['file']}: {r['prediction']}\n{bar_chart(r['activations'], r['prediction'])}"
+        f"{r['file']}: {r['prediction']}{BLANK_NOTE if r.get('blank') else ''}\n"
+        f"{bar_chart(r['activations'], r['prediction'])}"
         for r in results
     )

@@ -24,6 +24,7 @@ from mlp_digits.sweep.grid import Config, Network
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
 CSV_COLUMNS = (
     "network", "name", "sizes", "lr", "batch_size", "seed", "init", "backprop", "precision",
@@ -165,9 +166,10 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
     fig, ax = plt.subplots(figsize=(8, 5))
     for config, group in groups.items():
         for i, r in enumerate(group):
-            epochs = range(1, r.good_epochs + 1)
+            epochs = range(r.good_epochs)  # counted from 0, as train.py and results.csv do
             ax.plot(epochs, r.test_accuracy[: r.good_epochs], color=colours[config], lw=0.8,
                     alpha=0.7, label=config.label if i == 0 else None)  # fmt: skip
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Every network, every epoch")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
@@ -191,6 +193,10 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
                       if r.net.config.layers == layers and not r.diverged]  # fmt: skip
             ax.scatter(*zip(*points), label=layers, alpha=0.7, s=20, color=plt.cm.tab10(i % 10))
         ax.set_xscale("log")
+        # A tick at each η of the sweep, written as it was given: 0.3, 1, 3, not 3×10⁻¹.
+        ax.set_xticks(sorted({r.net.config.lr for r in results}))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda lr, _: f"{lr:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set(xlabel="learning rate η", ylabel="test accuracy at best validation epoch (%)",
                title="Accuracy against η, one point per network")  # fmt: skip
         ax.legend(fontsize=8)

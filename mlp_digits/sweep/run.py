@@ -136,10 +136,8 @@ def sweep_folder(args: Namespace) -> Path:
         for p in root.glob("version_*")
         if p.name.removeprefix("version_").isdigit()
     )
-    if not args.resume:
-        folder = root / f"version_{versions[-1][0] + 1 if versions else 0}"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+    if not args.resume:  # made by run() once the data is known good, with its sweep.json
+        return root / f"version_{versions[-1][0] + 1 if versions else 0}"
     if args.resume == "last":
         folders = [p for _, p in versions if (p / "sweep.json").is_file()]
         if not folders:
@@ -152,6 +150,12 @@ def sweep_folder(args: Namespace) -> Path:
     settings = json.loads((folder / "sweep.json").read_text())
     for key in SETTINGS:
         setattr(args, key, settings[key])
+    # The data: the sweep's own folder (stored resolved) unless --data-dir is given.
+    given = getattr(args, "given", {"data_dir", "no_download"})
+    if "data_dir" not in given and settings.get("data_dir"):
+        args.data_dir = settings["data_dir"]
+    if "no_download" not in given and settings.get("download") is False:
+        args.no_download = True
     return folder
 
 
@@ -309,12 +313,18 @@ def run(args: Namespace) -> int:
     quiet_lightning()
     torch.set_num_threads(args.num_threads)
     folder = sweep_folder(args)
+    args.data_dir = str(Path(args.data_dir).expanduser().resolve())  # found from anywhere
+    # The data first: a sweep that cannot start leaves no folder, so --resume last and the
+    # next version number skip it.
+    splits = load_splits(args)
     os.environ[FOLDER_VARIABLE] = str(folder)
     networks = build_grid(args)
     stacks = group_stacks(networks)
     rank0 = int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0
     if not args.resume and rank0:
         settings = {key: getattr(args, key) for key in SETTINGS}
+        settings |= {"data_dir": args.data_dir, "download": not args.no_download}
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "sweep.json").write_text(json.dumps(settings, indent=1))
     need = sweep_bytes(stacks, str(args.precision), world_size(args))
     if rank0:
@@ -322,7 +332,6 @@ def run(args: Namespace) -> int:
             f"Sweep {folder}: {len(networks)} networks in {len(stacks)} stack(s), "
             f"{args.max_epochs} epochs, about {need / 2**20:,.0f} MB"
         )
-    splits = load_splits(args)
     n_train = len(splits["train"][0])
     total = sum(len(s) * -(-n_train // s[0].config.batch_size) for s in stacks) * args.max_epochs
     progress = SweepProgress(total, show_bar=rank0)
