@@ -636,8 +636,8 @@ def test_backprop_in_the_page_is_backprop_py(opened: Opened, data_dir: Path) -> 
         packed = opened.page.evaluate(PACK, [[digit.tolist()], [None]])
         values = np.frombuffer(base64.b64decode(packed), dtype="<f8").reshape(10, -1)
         for label in range(10):
-            activations, zs = bp.feedforward(weights, biases, digit[None])
-            nabla_w, nabla_b = bp.backward(weights, activations, zs, one_hot(label))
+            activations, _ = bp.feedforward(weights, biases, digit[None])
+            nabla_w, nabla_b = bp.backward(weights, activations, one_hot(label))
             cost = float(bp.cost(activations[-1], one_hot(label)))
             flat_w = torch.cat([w.flatten() for w in nabla_w]).numpy()
             flat_b = torch.cat(nabla_b).numpy()  # m = 1: ∂C/∂b = δ (BP3)
@@ -672,9 +672,9 @@ def test_fifty_sgd_steps_in_the_page_are_pythons(opened: Opened, data_dir: Path)
             "([xs, ys, eta]) => mlp.sgdStep(xs, ys, eta)", [xb.tolist(), yb.tolist(), eta]
         )
         y = torch.nn.functional.one_hot(yb, 10).double()
-        activations, zs = bp.feedforward(weights, biases, xb)
+        activations, _ = bp.feedforward(weights, biases, xb)
         costs.append((page_cost, float(bp.cost(activations[-1], y))))
-        nabla_w, nabla_b = bp.backward(weights, activations, zs, y)
+        nabla_w, nabla_b = bp.backward(weights, activations, y)
         weights = [w - eta * nw for w, nw in zip(weights, nabla_w)]
         biases = [b - eta * nb for b, nb in zip(biases, nabla_b)]
     page_w, page_b = page_parameters(opened)
