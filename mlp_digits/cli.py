@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 from lightning.pytorch.strategies import StrategyRegistry
 
+from mlp_digits.backprop import ACTIVATIONS
 from mlp_digits.data import DataError
 from mlp_digits.network import DEFAULT_SIZES, INITS, check_mnist_sizes
 from mlp_digits.sgd import BACKPROPS
@@ -91,9 +92,18 @@ def add_sizes_flag(parser: argparse.ArgumentParser, many: bool) -> None:
     parser.add_argument("--sizes", nargs="+", default=default, help=what)
 
 
+ACTIVATION_HELP = "the hidden layers' activation; the output layer is sigmoid either way"
+
+
 def add_model_flags(parser: argparse.ArgumentParser) -> None:
     add_sizes_flag(parser, many=False)
     add_gradient_flags(parser)
+    parser.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        default="sigmoid",
+        help=f"{ACTIVATION_HELP} (default: %(default)s)",
+    )
 
 
 def check_lr(lr: float, precision: str) -> None:
@@ -136,7 +146,8 @@ def add_resume_flag(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_gradient_flags(parser: argparse.ArgumentParser) -> None:
-    """--init and --backprop: shared by train.py and sweep.py."""
+    """--init and --backprop: shared by train.py and sweep.py (whose --activation is a grid
+    axis, so it has its own)."""
     parser.add_argument(
         "--init",
         choices=INITS,

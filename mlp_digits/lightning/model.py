@@ -25,6 +25,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mlp_digits import backprop as bp
 from mlp_digits import sgd
+from mlp_digits.backprop import ACTIVATIONS
 from mlp_digits.lightning.chunked import ChunkedSGD
 from mlp_digits.network import DEFAULT_SIZES, INITS, initial_parameters
 from mlp_digits.sgd import BACKPROPS
@@ -45,6 +46,8 @@ class DigitsMLP(ChunkedSGD):
             ways and log their relative difference as ``grad_check/rel_error/<tensor>``
             (0: never).
         seed: where the weights start (``network.initial_parameters``).
+        activation: the hidden layers' ``"sigmoid"`` (the book's) or ``"relu"``; the output
+            layer is σ either way.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class DigitsMLP(ChunkedSGD):
         backprop: str = "autograd",
         check_gradients_every: int = 0,
         seed: int = 0,
+        activation: str = "sigmoid",
     ) -> None:
         super().__init__()
         if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
@@ -63,6 +67,8 @@ class DigitsMLP(ChunkedSGD):
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         if backprop not in BACKPROPS:
             raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         sizes = tuple(int(n) for n in sizes)
         self.save_hyperparameters(
             {
@@ -72,9 +78,11 @@ class DigitsMLP(ChunkedSGD):
                 "backprop": backprop,
                 "check_gradients_every": check_gradients_every,
                 "seed": seed,
+                "activation": activation,
             }
         )
         self.lr, self.backprop, self.check_every = lr, backprop, check_gradients_every
+        self.activation = activation
         # nn.Linear for its state-dict names (layers.0.weight, ...), which every checkpoint
         # uses; its own U(±1/√n_in) start is skipped for the book's.
         self.layers = nn.ModuleList(
@@ -98,7 +106,7 @@ class DigitsMLP(ChunkedSGD):
 
     def forward(self, x: Tensor) -> Tensor:
         """Output activations (m, 10) for pixels x (m, 784) in [0, 1]."""
-        activations, _ = bp.feedforward(self.weights, self.biases, x)
+        activations, _ = bp.feedforward(self.weights, self.biases, x, self.activation)
         return activations[-1]
 
     def one_hot(self, targets: Tensor) -> Tensor:
@@ -113,14 +121,16 @@ class DigitsMLP(ChunkedSGD):
             self.check_gradients(x, y)
         # Several processes: each has a share of the mini-batch; all step by their mean gradient.
         average = self.average_over_processes if self.world_size > 1 else None
-        step = sgd.sgd_step(self.weights, self.biases, x, y, self.lr, self.backprop, average)
+        step = sgd.sgd_step(
+            self.weights, self.biases, x, y, self.lr, self.backprop, average, self.activation
+        )
         self.last_gradients = (step.nabla_w, step.nabla_b)
         return step.output
 
     def check_gradients(self, x: Tensor, y: Tensor) -> None:
         """Log ‖manual − autograd‖ / ‖autograd‖ for every tensor, on this step's mini-batch."""
-        _, *manual = sgd.gradients(self.weights, self.biases, x, y, "manual")
-        _, *auto = sgd.gradients(self.weights, self.biases, x, y, "autograd")
+        _, *manual = sgd.gradients(self.weights, self.biases, x, y, "manual", self.activation)
+        _, *auto = sgd.gradients(self.weights, self.biases, x, y, "autograd", self.activation)
         for kind, manual_grads, auto_grads in zip(("weight", "bias"), manual, auto):
             for l, (m, g) in enumerate(zip(manual_grads, auto_grads)):
                 rel_error = (m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)

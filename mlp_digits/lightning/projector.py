@@ -34,7 +34,9 @@ METADATA_HEADER = ["label", "predicted"]
 def hidden_activations(model: DigitsMLP, x: Tensor) -> tuple[list[Tensor], Tensor]:
     """The hidden layers' activations (m, n_l), as float32 on the CPU, and the answers (m,)."""
     weight = model.layers[0].weight
-    activations, _ = bp.feedforward(model.weights, model.biases, x.to(weight.device, weight.dtype))
+    activations, _ = bp.feedforward(
+        model.weights, model.biases, x.to(weight.device, weight.dtype), model.activation
+    )
     hidden = [a.float().cpu() for a in activations[1:-1]]
     return hidden, activations[-1].argmax(dim=1).cpu()
 

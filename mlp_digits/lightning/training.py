@@ -224,7 +224,7 @@ def find_resume_checkpoint(args: Namespace) -> Path:
     return max(candidates)[1]
 
 
-MODEL_SETTINGS = ("sizes", "lr", "init", "backprop", "check_gradients_every")
+MODEL_SETTINGS = ("sizes", "lr", "init", "backprop", "check_gradients_every", "activation")
 DATA_SETTINGS = ("batch_size", "val_size", "seed", "steps_per_chunk", "split")
 
 
@@ -339,6 +339,7 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
         backprop=args.backprop,
         check_gradients_every=args.check_gradients_every,
         seed=args.seed,
+        activation=args.activation,
     )
     logger = None
     if not args.fast_dev_run:

@@ -25,6 +25,8 @@ class Config:
     lr: float
     batch_size: int
     reference: str = ""  # the book's or the video's figure for it, if any
+    activation: str = "sigmoid"  # of the hidden layers
+    init: str = "gaussian"
 
     @property
     def layers(self) -> str:
@@ -32,7 +34,9 @@ class Config:
 
     @property
     def label(self) -> str:
-        return f"{self.layers} η={self.lr:g} batch {self.batch_size}"
+        extra = "" if self.activation == "sigmoid" else f" {self.activation}"
+        extra += "" if self.init == "gaussian" else f" {self.init}"
+        return f"{self.layers}{extra} η={self.lr:g} batch {self.batch_size}"
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,9 @@ class Network:
     @property
     def name(self) -> str:
         c = self.config
-        return f"net{self.index:04d}_{c.layers}_lr{c.lr:g}_b{c.batch_size}_seed{self.seed}"
+        extra = "" if c.activation == "sigmoid" else f"_{c.activation}"
+        extra += "" if c.init == "gaussian" else f"_{c.init}"
+        return f"net{self.index:04d}_{c.layers}{extra}_lr{c.lr:g}_b{c.batch_size}_seed{self.seed}"
 
 
 BOOK_30 = "95.42% (book: best of 3 runs, best epoch)"
@@ -156,8 +162,10 @@ def build_grid(args: Namespace) -> list[Network]:
 
 
 def group_stacks(networks: list[Network]) -> list[list[Network]]:
-    """Networks with the same sizes and batch size, in grid order: one stack each."""
+    """Networks with the same sizes, batch size, activation and init, in grid order: one stack
+    each (η and the seed may differ within a stack)."""
     stacks: dict[tuple, list[Network]] = {}
     for net in networks:
-        stacks.setdefault((net.config.sizes, net.config.batch_size), []).append(net)
+        c = net.config
+        stacks.setdefault((c.sizes, c.batch_size, c.activation, c.init), []).append(net)
     return list(stacks.values())

@@ -152,7 +152,7 @@ class StackedMLP(ChunkedSGD):
         sizes: neurons per layer, input first, shared by the stack.
         lrs: η of each network.
         seeds: seed of each network: its initial weights and its order of the images.
-        init, backprop: as for ``DigitsMLP``, shared by the stack.
+        init, backprop, activation: as for ``DigitsMLP``, shared by the stack.
 
     The per-epoch record of every network (``history``: train cost, validation and test
     counts and costs) and each network's weights at its best validation epoch (what
@@ -166,6 +166,7 @@ class StackedMLP(ChunkedSGD):
         seeds: Sequence[int],
         init: str = "gaussian",
         backprop: str = "autograd",
+        activation: str = "sigmoid",
     ) -> None:
         super().__init__()
         if len(lrs) != len(seeds) or not seeds:
@@ -173,7 +174,7 @@ class StackedMLP(ChunkedSGD):
         sizes = tuple(int(n) for n in sizes)
         self.save_hyperparameters(
             {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds), "init": init,
-             "backprop": backprop}
+             "backprop": backprop, "activation": activation}
         )  # fmt: skip
         weights, biases = stacked_initial_parameters(sizes, init, seeds)
         self.weights = nn.ParameterList(weights)
@@ -210,8 +211,12 @@ class StackedMLP(ChunkedSGD):
         w0, b0 = self.weights[0], self.biases[0]
         n_nets, n_out, n_in = w0.shape
         z = x @ w0.reshape(n_nets * n_out, n_in).T  # (m, N·n₁)
-        a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1))
-        activations, _ = bp.feedforward(self.weights[1:], self.biases[1:], a)  # the rest
+        z = z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1)
+        activation = self.hparams.get("activation", "sigmoid")
+        if len(self.weights) == 1:  # no hidden layer: this was the output layer
+            return torch.sigmoid(z)
+        a = bp.relu(z) if activation == "relu" else bp.sigmoid(z)
+        activations, _ = bp.feedforward(self.weights[1:], self.biases[1:], a, activation)
         return activations[-1]
 
     def one_hot(self, targets: Tensor) -> Tensor:
@@ -226,8 +231,10 @@ class StackedMLP(ChunkedSGD):
         x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs.
         """
         x = pixels(x, y.dtype)
+        activation = self.hparams.get("activation", "sigmoid")
+        weights, biases = list(self.weights), list(self.biases)
         return sgd.sgd_step(
-            list(self.weights), list(self.biases), x, y, self.lr, self.hparams.backprop
+            weights, biases, x, y, self.lr, self.hparams.backprop, activation=activation
         ).output
 
     def steps_per_epoch(self) -> int:
@@ -321,8 +328,9 @@ class StackedMLP(ChunkedSGD):
         """Network k at its best validation epoch as a plain DigitsMLP (train.py's best)."""
         hp = self.hparams
         net = DigitsMLP(
-            sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop, seed=hp.seeds[k]
-        )
+            sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop, seed=hp.seeds[k],
+            activation=hp.get("activation", "sigmoid"),
+        )  # fmt: skip
         with torch.no_grad():
             for l, layer in enumerate(net.layers):
                 best_w, best_b = self.best_parameters(l)
