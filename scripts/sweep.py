@@ -17,6 +17,6 @@ from mlp_digits.sweep import run as sweep
 if __name__ == "__main__":
     parser = grid.parser()
     args = parser.parse_args()
-    args.given = cli.given_flags(cli.sweep_parser)  # --resume: else the sweep's own data
+    args.given = cli.given_flags(grid.parser)  # --resume: else the sweep's own data
     sweep.check_args(parser, args)
     sys.exit(cli.run(sweep.run, args))

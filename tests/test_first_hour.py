@@ -42,6 +42,7 @@ from mlp_digits.lightning.pictures import (
     weight_tiles,
 )
 from mlp_digits.page.predict import BLANK_NOTE, format_results, predict_files
+from mlp_digits.sweep import grid as sweep_grid
 from mlp_digits.sweep import report as sweep_report
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.grid import build_grid
@@ -85,10 +86,10 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
     logdir = root / "logs"
     flags = ["--no-download", "--val-size", "100", "--max-epochs", "3", "--seeds", "0"]
     flags += ["--lr", "1", "3", "--logdir", str(logdir), "--num-threads", "1", *CPU]
-    args = cli.sweep_parser().parse_args([*flags, "--data-dir", str(data)])
+    args = sweep_grid.parser().parse_args([*flags, "--data-dir", str(data)])
     with contextlib.redirect_stdout(io.StringIO()):
         assert sweep.run(args) == 0
-    broken = cli.sweep_parser().parse_args([*flags, "--data-dir", str(root / "nowhere")])
+    broken = sweep_grid.parser().parse_args([*flags, "--data-dir", str(root / "nowhere")])
     with pytest.raises(DataError, match="MNIST is not in"):
         sweep.run(broken)
     return logdir / "sweep" / "version_0", data, logdir
@@ -97,7 +98,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
 def test_a_failed_sweep_leaves_no_folder_and_resume_last_finds_the_real_one(tiny_sweep) -> None:
     folder, data, logdir = tiny_sweep
     assert sorted(p.name for p in folder.parent.iterdir()) == ["version_0"]
-    args = cli.sweep_parser().parse_args(["--resume", "last", "--logdir", str(logdir)])
+    args = sweep_grid.parser().parse_args(["--resume", "last", "--logdir", str(logdir)])
     assert sweep.sweep_folder(args) == folder
 
 
@@ -302,7 +303,7 @@ def test_hparams_tab_ticks_what_a_learner_compares(tmp_path: Path) -> None:
 
 def test_figures_count_epochs_from_0_in_whole_numbers_and_write_eta_plainly(tiny_sweep) -> None:
     folder, _, logdir = tiny_sweep
-    args = cli.sweep_parser().parse_args(["--resume", str(folder)])
+    args = sweep_grid.parser().parse_args(["--resume", str(folder)])
     sweep.sweep_folder(args)
     records = sweep.load_stack_records(folder / "stacks" / "stack0")
     results = sweep_report.collect(build_grid(args), records)

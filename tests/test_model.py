@@ -284,6 +284,7 @@ def test_checkpoint_round_trip_restores_hparams_and_outputs(
         "init": "scaled",
         "backprop": "manual",
         "seed": 0,
+        "activation": "sigmoid",
         "check_gradients_every": 0,
     }
     assert dict(loaded.hparams) == dict(model.hparams)
