@@ -145,15 +145,16 @@ def add_resume_flag(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def add_gradient_flags(parser: argparse.ArgumentParser) -> None:
-    """--init and --backprop: shared by train.py and sweep.py (whose --activation is a grid
-    axis, so it has its own)."""
+def add_gradient_flags(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    """--init and --backprop: shared by train.py and sweep.py (for which ``many``: --init is a
+    grid axis, one value or several)."""
     parser.add_argument(
         "--init",
         choices=INITS,
-        default="gaussian",
+        nargs="+" if many else None,
+        default=None if many else "gaussian",
         help="gaussian: N(0,1) as network.py; scaled: N(0,1/n_in) as network2.py "
-        "(default: %(default)s)",
+        "(default: gaussian)",
     )
     parser.add_argument(
         "--backprop",

@@ -66,7 +66,7 @@ def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
         (["--seeds", "0-2", "1"], "listed twice"),
         (["--sizes", "784,10", "784,10"], "listed twice"),
         (["--preset", "chapter9"], "unknown"),
-        (["--preset", "chapter1", "--lr", "3"], "leave them out"),
+        (["--preset", "chapter1", "--lr", "3"], "the preset wins: leave out"),
         (["--lr", "0"], "above 0"),
         (["--lr", "-1"], "above 0"),
         (["--lr", "nan"], "finite"),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 from argparse import Namespace
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlp_digits import cli
+from mlp_digits.backprop import ACTIVATIONS
 from mlp_digits.cli import check_lr, parse_sizes
 from mlp_digits.network import DEFAULT_SIZES
 
@@ -64,7 +65,20 @@ PRESETS: dict[str, list[Config]] = {
         Config((784, 16, 16, 10), 3.0, 10, "about 96% (video)"),
     ]
 }
+PRESETS["relu"] = [  # "ReLU is easier to train": the same network, sigmoid or ReLU hidden layers
+    Config((784, 16, 16, 10), lr, 10, activation=f)
+    for f, lrs in (("sigmoid", (0.3, 1.0, 3.0)), ("relu", (0.03, 0.1, 0.3, 1.0)))
+    for lr in lrs
+]
 PRESET_SEEDS = list(range(5))
+PRESET_SETS = ("sizes", "lr", "activation", "init")  # flags a preset replaces
+PRESET_EPOCHS: dict[str, int] = {}  # a preset's own --max-epochs, when the user gives none
+
+
+def preset_epochs(args: Namespace) -> int:
+    """The sweep's epochs: --max-epochs when given, else the preset's own, else the flag's."""
+    given = "max_epochs" in getattr(args, "given", set())
+    return args.max_epochs if given else PRESET_EPOCHS.get(args.preset or "", args.max_epochs)
 
 
 # --- the flags: the shared ones from cli, the grid's own here ----------------------------
@@ -86,7 +100,14 @@ def parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, nargs="+", default=None, help="mini-batch sizes (default 10)"
     )
     parser.add_argument("--preset", default=None, help=f"a ready-made grid: {', '.join(PRESETS)}")
-    cli.add_gradient_flags(parser)
+    parser.add_argument(
+        "--activation",
+        choices=ACTIVATIONS,
+        nargs="+",
+        default=None,
+        help=f"{cli.ACTIVATION_HELP}: one or several (default: sigmoid)",
+    )
+    cli.add_gradient_flags(parser, many=True)
     cli.add_device_flags(
         parser, devices_help="processes: with --strategy ddp each trains its share of the networks"
     )
@@ -137,20 +158,34 @@ def build_grid(args: Namespace) -> list[Network]:
     if args.preset:
         if args.preset not in PRESETS:
             raise ValueError(f"--preset {args.preset}: unknown; known: {', '.join(PRESETS)}")
-        if args.lr or args.sizes:
-            raise ValueError(f"--preset {args.preset} sets --sizes and --lr; leave them out")
-        batch_sizes = args.batch_size or [10]
+        given = [f"--{k.replace('_', '-')}" for k in PRESET_SETS if getattr(args, k, None)]
+        if given:
+            raise ValueError(
+                f"--preset {args.preset} sets --sizes, --lr, --activation and --init, and the "
+                f"preset wins: leave out {', '.join(given)}"
+            )
         configs = [
-            Config(c.sizes, c.lr, b, c.reference) for c in PRESETS[args.preset] for b in batch_sizes
+            replace(c, batch_size=b)
+            for c in PRESETS[args.preset]
+            for b in (args.batch_size or [c.batch_size])
         ]
     else:
         sizes = parse_sizes(args.sizes) if args.sizes else [DEFAULT_SIZES]
         lrs = args.lr or [3.0]
         batch_sizes = args.batch_size or [10]
-        no_duplicates("--sizes", sizes)
-        no_duplicates("--lr", lrs)
-        no_duplicates("--batch-size", batch_sizes)
-        configs = [Config(s, lr, b) for s in sizes for lr in lrs for b in batch_sizes]
+        activations = getattr(args, "activation", None) or ["sigmoid"]
+        inits = args.init or ["gaussian"]
+        for flag, values in [("--sizes", sizes), ("--lr", lrs), ("--batch-size", batch_sizes),
+                             ("--activation", activations), ("--init", inits)]:  # fmt: skip
+            no_duplicates(flag, values)
+        configs = [
+            Config(s, lr, b, activation=f, init=i)
+            for s in sizes
+            for f in activations
+            for i in inits
+            for lr in lrs
+            for b in batch_sizes
+        ]
     for config in configs:
         check_lr(config.lr, str(args.precision))
         if config.batch_size < 1:

@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only bac
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
 CSV_COLUMNS = (
-    "network", "name", "sizes", "lr", "batch_size", "seed", "init", "backprop", "precision",
+    "network", "name", "sizes", "activation", "lr", "batch_size", "seed", "init", "backprop",
+    "precision",
     "epochs", "best_epoch", "val_accuracy", "test_accuracy", "best_test_accuracy",
     "best_test_epoch", "final_test_accuracy", "train_cost", "diverged", "diverged_at_step",
 )  # fmt: skip
@@ -144,8 +145,8 @@ def write_csv(path: Path, results: list[Result], args: Namespace) -> None:
             best_test, best_test_epoch = r.best_test
             val = r.val_accuracy[r.best_epoch] if r.best_epoch >= 0 else float("nan")
             writer.writerow([
-                r.net.index, r.net.name, c.layers, c.lr, c.batch_size,
-                r.net.seed, args.init, args.backprop, args.precision, len(r.test_accuracy),
+                r.net.index, r.net.name, c.layers, c.activation, c.lr, c.batch_size,
+                r.net.seed, c.init, args.backprop, args.precision, len(r.test_accuracy),
                 r.best_epoch, f"{val:.2f}", f"{r.test_at_best:.2f}", f"{best_test:.2f}",
                 best_test_epoch, f"{r.test_accuracy[-1]:.2f}", f"{r.train_cost[-1]:.6f}",
                 r.diverged, r.diverged_at if r.diverged else "",
@@ -225,7 +226,8 @@ def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictu
         )
         c = r.net.config
         hparams = {"sizes": c.layers, "lr": c.lr, "batch_size": c.batch_size,
-                   "seed": r.net.seed, "init": args.init, "backprop": args.backprop,
+                   "seed": r.net.seed, "init": c.init, "activation": c.activation,
+                   "backprop": args.backprop,
                    "precision": str(args.precision), "diverged": r.diverged}  # fmt: skip
         write_hparams(logger, hparams, ["val/accuracy", "val/cost", "test/accuracy"])
         writer.close()
@@ -238,7 +240,10 @@ def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictu
 def export(r: Result, path: Path, args: Namespace) -> None:
     """Network r at its best validation epoch as a regular DigitsMLP checkpoint."""
     c = r.net.config
-    net = DigitsMLP(sizes=c.sizes, lr=c.lr, init=args.init, backprop=args.backprop)
+    net = DigitsMLP(
+        sizes=c.sizes, lr=c.lr, init=c.init, backprop=args.backprop, seed=r.net.seed,
+        activation=c.activation,
+    )  # fmt: skip
     with torch.no_grad():
         for layer, (w, b) in zip(net.layers, r.record["best"]):
             layer.weight.copy_(w[r.position])

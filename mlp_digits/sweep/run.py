@@ -259,8 +259,9 @@ def train_stack(
         sizes=mine[0].config.sizes,
         lrs=[n.config.lr for n in mine],
         seeds=[n.seed for n in mine],
-        init=args.init,
+        init=mine[0].config.init,
         backprop=args.backprop,
+        activation=mine[0].config.activation,
     )
 
     def diverged(k: int, step: int) -> None:

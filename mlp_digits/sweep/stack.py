@@ -36,7 +36,7 @@ from mlp_digits.sgd import EpochPermutation
 # once per chunk, and a chunk of uint8 pixels stays a few MB however many networks there are.
 CHUNK_SAMPLES = 20_000
 EVAL_FLOATS = 2**23  # activations per evaluation batch (N x images x widest layer)
-HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost")
+HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost", "dead_fraction")
 
 
 def pixels(x: Tensor, dtype: torch.dtype) -> Tensor:
@@ -203,7 +203,11 @@ class StackedMLP(ChunkedSGD):
         return max(1, EVAL_FLOATS // (self.n_networks * max(self.hparams.sizes[1:])))
 
     def forward(self, x: Tensor) -> Tensor:
-        """Output activations (N, m, 10) of every network for the same images x (m, 784).
+        """Output activations (N, m, 10) of every network for the same images x (m, 784)."""
+        return self.feedforward(x)[-1]
+
+    def feedforward(self, x: Tensor) -> list[Tensor]:
+        """Every layer's activations (N, m, n_l) of every network for the same images x.
 
         The first layer is one matrix product for all N networks, (m, 784) @ (784, N·n₁):
         the images are shared, so they need not be copied N times.
@@ -212,12 +216,12 @@ class StackedMLP(ChunkedSGD):
         n_nets, n_out, n_in = w0.shape
         z = x @ w0.reshape(n_nets * n_out, n_in).T  # (m, N·n₁)
         z = z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1)
-        activation = self.hparams.get("activation", "sigmoid")
         if len(self.weights) == 1:  # no hidden layer: this was the output layer
-            return torch.sigmoid(z)
+            return [torch.sigmoid(z)]
+        activation = self.hparams.get("activation", "sigmoid")
         a = bp.relu(z) if activation == "relu" else bp.sigmoid(z)
         activations, _ = bp.feedforward(self.weights[1:], self.biases[1:], a, activation)
-        return activations[-1]
+        return activations  # the first is the first hidden layer's
 
     def one_hot(self, targets: Tensor) -> Tensor:
         return F.one_hot(targets.long(), self.hparams.sizes[-1]).to(self.weights[0].dtype)
@@ -271,13 +275,20 @@ class StackedMLP(ChunkedSGD):
             k: torch.zeros(n, dtype=torch.float64, device=device) for k in self.counts
         }
         self.totals = dict.fromkeys(self.counts, 0)
+        # Hidden neurons that some validation image activates (a > 0): a ReLU that none does
+        # is dead, its gradient zero for every image.
+        hidden = sum(self.hparams.sizes[1:-1])
+        self.alive = torch.zeros(n, hidden, dtype=torch.bool, device=device)
 
     def validation_step(
         self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         x, targets = batch
         stage = ("val", "test")[dataloader_idx]
-        a = self(pixels(x, self.weights[0].dtype))  # (N, m, 10)
+        activations = self.feedforward(pixels(x, self.weights[0].dtype))
+        a = activations[-1]  # (N, m, 10)
+        if stage == "val" and len(activations) > 1:
+            self.alive |= torch.cat([(h > 0).any(dim=1) for h in activations[:-1]], dim=-1)
         y = self.one_hot(targets).expand_as(a)
         self.counts[stage] += (a.argmax(-1) == targets).sum(-1)
         self.cost_sums[stage] += bp.cost(a, y).double() * len(x)
@@ -295,6 +306,7 @@ class StackedMLP(ChunkedSGD):
             "val_cost": self.cost_sums["val"] / self.totals["val"],
             "test_correct": self.counts["test"],
             "test_cost": self.cost_sums["test"] / self.totals["test"],
+            "dead_fraction": (~self.alive).double().mean(dim=-1).nan_to_num(0.0),
         }
         for key, value in record.items():
             self.history[key].append(value.cpu())
@@ -321,7 +333,7 @@ class StackedMLP(ChunkedSGD):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         state = checkpoint["sweep_stack"]
-        self.history = {k: list(vs) for k, vs in state["history"].items()}
+        self.history = {k: list(state["history"].get(k, [])) for k in HISTORY}
         self.n_val, self.n_test = state["totals"]
 
     def export(self, k: int) -> DigitsMLP:
