@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,15 @@ def checked_args(script: ModuleType, *argv: str) -> argparse.Namespace:
 def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
     """A data dir in torchvision's layout (root/MNIST/raw/*-ubyte) with separable digits."""
     return write_separable_mnist(root, n_train, n_test, seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of an epoch's n training images, written here for the replays rather than
+    taken from the code under test (``sgd.EpochPermutation``): ``torch.randperm(n)`` by a CPU
+    generator seeded with the epoch's own seed, the 63 high bits of the first 64-bit word of
+    NumPy's ``SeedSequence([seed, epoch])``."""
+    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
 
 
 def quiet_trainer(**kwargs: Any) -> L.Trainer:
