@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +23,32 @@ from mlp_digits.lightning.model import DigitsMLP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-5k"
+
+
+def require_shared_data(path: Path) -> None:
+    """Skip when the shared data ``path`` is missing, with one line; under CI (the ``CI``
+    environment variable set) fail instead, as a missing Chromium fails the page tests."""
+    if path.exists():
+        return
+    message = f"{path} not present: the tests on the shared data need it"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set)", pytrace=False)
+    pytest.skip(message)
+
+
+def needs_shared_data(path: Path) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A test decorated so: ``require_shared_data(path)`` before it runs (skip, or fail under
+    CI), rather than ``skipif``, which cannot fail."""
+
+    def decorate(test: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(test)  # the same signature: pytest still passes its fixtures
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            require_shared_data(path)
+            return test(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def load_script(name: str) -> ModuleType:

@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED_MNIST, save_checkpoint, separable_digits, train_by_sgd
+from conftest import (
+    REPO,
+    SHARED_MNIST,
+    needs_shared_data,
+    save_checkpoint,
+    separable_digits,
+    train_by_sgd,
+)
 from PIL import Image, ImageDraw
 from PIL.ImageOps import invert
 
@@ -29,7 +36,7 @@ SCRIPT = REPO / "scripts" / "predict.py"
 HAVE_MNIST = (SHARED_MNIST / "MNIST" / "raw").is_dir()
 # A separable digit's class is the height of its band, which MNIST's centring removes by
 # design: only real digits can show that a converted picture still reads as its tensor.
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST digits not in {SHARED_MNIST}")
+needs_mnist = needs_shared_data(SHARED_MNIST / "MNIST" / "raw")
 N_IMAGES = 200
 
 
