@@ -99,14 +99,15 @@ def data_601(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_one_update_per_lightning_step_and_the_default_chunk_give_the_same_weights(
     data_601: Path, tmp_path: Path
 ) -> None:
-    """501 images in mini-batches of 7: 71 full ones and a short one of 4, each epoch."""
-    one = fit(parse(data_601, tmp_path / "one", "--max-epochs", "2", "--batch-size", "7",
-                    "--steps-per-chunk", "1"))  # fmt: skip
-    chunked = fit(parse(data_601, tmp_path / "chunk", "--max-epochs", "2", "--batch-size", "7"))
+    """501 images in mini-batches of 7: 71 full ones and a short one of 4, each epoch. Seed 5,
+    not 0: an epoch order that ignores the seed (seeds it as 0) is a different order."""
+    flags = ("--max-epochs", "2", "--batch-size", "7", "--seed", "5")
+    one = fit(parse(data_601, tmp_path / "one", *flags, "--steps-per-chunk", "1"))
+    chunked = fit(parse(data_601, tmp_path / "chunk", *flags))
     assert one.model.sgd_steps == chunked.model.sgd_steps == 2 * 72
     a, b = weights(one), weights(chunked)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    expected, _ = replay(data_601, 100, seed=0, batch=7, epochs=2)
+    expected, _ = replay(data_601, 100, seed=5, batch=7, epochs=2)
     for p, e in zip(chunked.model.parameters(), expected):
         assert (p.double() - e).abs().max() < 1e-4  # float32 against the float64 replay
 
