@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from conftest import REPO, write_mnist
+from PIL import Image
 
 from mlp_digits import cli
 from mlp_digits.data import load_mnist
@@ -105,6 +107,17 @@ def test_grid_that_does_not_fit_in_memory_is_refused(capsys, monkeypatch) -> Non
 
 
 POISONED_LR = 2.0
+DRAWN: dict[str, plt.Figure] = {}  # the sweep's figures as drawn, to read their data back
+
+
+def keep_figures(figures):
+    """``report.figures``, keeping what it draws in DRAWN (they are closed, not lost)."""
+
+    def kept(results):
+        DRAWN.update(figures(results))
+        return DRAWN
+
+    return kept
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +148,7 @@ def diverging_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setattr(StackedMLP, "sgd_step", overflowing_sgd_step)
+        patch.setattr(sweep_report, "figures", keep_figures(sweep_report.figures))
         assert sweep.run(args) == 0
     return root / "logs" / "sweep" / "version_0", data, out.getvalue()
 
@@ -211,7 +225,9 @@ def test_export_k_writes_that_network(diverging_sweep, tmp_path: Path) -> None:
 def test_figures_and_tensorboard_runs_are_written(diverging_sweep) -> None:
     folder, _, _ = diverging_sweep
     for name in ("accuracy_per_epoch", "spread", "accuracy_vs_lr"):
-        assert (folder / f"{name}.png").stat().st_size > 1000
+        with Image.open(folder / f"{name}.png") as png:  # the figure as drawn, at 100 dpi
+            width, height = DRAWN[name].get_size_inches() * 100
+            assert png.size == (round(width), round(height))
     runs = sorted(p.name for p in (folder / "tensorboard").iterdir())
     assert len(runs) == 8 + 1 and "summary" in runs
 
@@ -288,3 +304,55 @@ def test_a_stack_step_keeps_no_autograd_tape(backprop: str) -> None:
     with torch.enable_grad():  # as in Lightning's training step
         costs = model.sgd_step(x, y)
     assert costs.shape == (2,) and costs.grad_fn is None and not costs.requires_grad
+
+
+# --- the figures' data ----------------------------------------------------------------------
+
+
+def alive_rows(folder: Path) -> list[dict[str, str]]:
+    return [r for r in read_csv(folder / "results.csv") if r["diverged"] == "False"]
+
+
+def test_the_accuracy_per_epoch_lines_are_the_networks_test_accuracies(diverging_sweep) -> None:
+    """One line per network that did not diverge, ending at its final test accuracy and
+    peaking at its best, as results.csv says (plotting validation accuracy, or another
+    network's, would not)."""
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    lines = [
+        line for line in DRAWN["accuracy_per_epoch"].axes[0].lines if len(line.get_ydata()) == 2
+    ]
+    assert len(lines) == len(rows) == 4
+    assert sorted(round(float(line.get_ydata()[-1]), 2) for line in lines) == sorted(
+        float(r["final_test_accuracy"]) for r in rows
+    )
+    assert sorted(round(float(max(line.get_ydata())), 2) for line in lines) == sorted(
+        float(r["best_test_accuracy"]) for r in rows
+    )
+    assert all(list(line.get_xdata()) == [1, 2] for line in lines)
+
+
+def test_the_spread_is_each_configurations_test_accuracy_at_its_best_epoch(
+    diverging_sweep,
+) -> None:
+    """A row of points per configuration, in a colour of its own: the test accuracy at the
+    best validation epoch of every network of it that did not diverge."""
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    ax = DRAWN["spread"].axes[0]
+    drawn = [sorted(round(float(x), 2) for x, _ in c.get_offsets()) for c in ax.collections]
+    assert all(len({float(y) for _, y in c.get_offsets()}) <= 1 for c in ax.collections)
+    configs: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        configs.setdefault((r["sizes"], r["lr"]), []).append(float(r["test_accuracy"]))
+    assert sorted(d for d in drawn if d) == sorted(sorted(v) for v in configs.values())
+    colours = [tuple(c.get_facecolor()[0]) for c in ax.collections if len(c.get_offsets())]
+    assert len(set(colours)) == len(colours)
+
+
+def test_accuracy_against_lr_plots_each_network_at_its_own_lr(diverging_sweep) -> None:
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    ax = DRAWN["accuracy_vs_lr"].axes[0]
+    points = [(float(x), round(float(y), 2)) for c in ax.collections for x, y in c.get_offsets()]
+    assert sorted(points) == sorted((float(r["lr"]), float(r["test_accuracy"])) for r in rows)
