@@ -57,6 +57,8 @@ SAVE = "mlp_digits/lightning/checkpoint.py"
 BP = "mlp_digits/backprop.py"
 STACK = "mlp_digits/sweep/stack.py"
 PAGE = "mlp_digits/page/draw_page.js"
+# Every network of a stack against its own train.py run, on the shared 5,000 real images.
+STACK_EXACT = (T + "test_sweep_exact.py", "-k", "every_network and manual")
 PAGE_TESTS = (T + "test_draw.py", "-k", "runs_the_network or bias_change")
 
 MUTANTS = [
@@ -112,6 +114,9 @@ MUTANTS = [
            'flat = self.trainer.strategy.reduce(flat, reduce_op="mean")',
            'flat = self.trainer.strategy.reduce(flat, reduce_op="sum")',
            (T + "test_training.py", "-k", "ddp_two and manual and 100")),
+    Mutant("a resumed epoch starts again from its first mini-batch",
+           "mlp_digits/lightning/datamodule.py", 'skip = self.resume_at["steps_done"]', "skip = 0",
+           (T + "test_reliability.py", "-k", "sigterm_to_the_first")),
     Mutant("train cost curve: the sum, not the mean", "mlp_digits/lightning/chunked.py",
            "cost = torch.cat(self.recent_costs).mean(dim=0)",
            "cost = torch.cat(self.recent_costs).sum(dim=0)",
@@ -126,15 +131,13 @@ MUTANTS = [
            (T + "test_data.py", "-k", "split")),
     Mutant("stack: first layer without its bias", STACK,
            "a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1))",
-           "a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1))",
-           (T + "test_sweep.py", "-k", "exported_network")),
+           "a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1))", STACK_EXACT),
     Mutant("stack: every network takes network 0's order", STACK,
            "orders[k] = sampler.permutation()", "orders[k] = self.samplers[0].permutation()",
-           (T + "test_sweep.py", "-k", "others_end or exported_network")),
+           STACK_EXACT),
     Mutant("stack: a tie replaces a network's best epoch", STACK,
            'better = (self.counts["val"] > self.best_val_correct)',
-           'better = (self.counts["val"] >= self.best_val_correct)',
-           (T + "test_sweep.py", "-k", "exported_network")),
+           'better = (self.counts["val"] >= self.best_val_correct)', STACK_EXACT),
     Mutant("predict.py keeps the paper's grey", "mlp_digits/page/predict.py",
            "return np.clip((gray - background) / (peak - background), 0.0, 1.0)",
            "return np.clip(gray / peak, 0.0, 1.0)", (T + "test_predict.py", "-k", "grey_paper")),
