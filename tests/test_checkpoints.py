@@ -54,7 +54,7 @@ def first_best(counts: dict[int, int]) -> int:
     return max(sorted(counts), key=lambda e: (counts[e], -e))
 
 
-def test_count(path: Path, data_dir: Path) -> int:
+def count_read_right(path: Path, data_dir: Path) -> int:
     """How many test images the checkpoint's weights read right: σ(W a + b) in float64 NumPy."""
     state = torch.load(path, weights_only=True)["state_dict"]
     x, targets = load_mnist(data_dir, "test")
@@ -63,9 +63,6 @@ def test_count(path: Path, data_dir: Path) -> int:
         w, b = state[f"layers.{l}.weight"].double().numpy(), state[f"layers.{l}.bias"].numpy()
         a = 1 / (1 + np.exp(-(a @ w.T + b)))
     return int((a.argmax(1) == targets.numpy()).sum())
-
-
-test_count.__test__ = False  # a helper, not a test
 
 
 def best_files(logdir: Path) -> list[Path]:
@@ -108,7 +105,7 @@ def test_train_py_tests_the_best_checkpoint(
     assert [Path(p) for p in tested] == [path]
     assert f"(best: {path.name}," in out
     printed = int(re.search(r"^Test: (\d+) / 50 correct", out, re.M)[1])
-    assert printed == test_count(path, data_300)
+    assert printed == count_read_right(path, data_300)
 
 
 def test_a_resumed_run_keeps_the_earlier_best_against_later_ties(
