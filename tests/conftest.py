@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
+import os
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,6 +23,32 @@ from mlp_digits.lightning.model import DigitsMLP
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist-5k"
+
+
+def require_shared_data(path: Path) -> None:
+    """Skip when the shared data ``path`` is missing, with one line; under CI (the ``CI``
+    environment variable set) fail instead, as a missing Chromium fails the page tests."""
+    if path.exists():
+        return
+    message = f"{path} not present: the tests on the shared data need it"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set)", pytrace=False)
+    pytest.skip(message)
+
+
+def needs_shared_data(path: Path) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A test decorated so: ``require_shared_data(path)`` before it runs (skip, or fail under
+    CI), rather than ``skipif``, which cannot fail."""
+
+    def decorate(test: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(test)  # the same signature: pytest still passes its fixtures
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            require_shared_data(path)
+            return test(*args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def load_script(name: str) -> ModuleType:
@@ -40,6 +70,15 @@ def checked_args(script: ModuleType, *argv: str) -> argparse.Namespace:
 def write_mnist(root: Path, n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
     """A data dir in torchvision's layout (root/MNIST/raw/*-ubyte) with separable digits."""
     return write_separable_mnist(root, n_train, n_test, seed)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of an epoch's n training images, written here for the replays rather than
+    taken from the code under test (``sgd.EpochPermutation``): ``torch.randperm(n)`` by a CPU
+    generator seeded with the epoch's own seed, the 63 high bits of the first 64-bit word of
+    NumPy's ``SeedSequence([seed, epoch])``."""
+    epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed))
 
 
 def quiet_trainer(**kwargs: Any) -> L.Trainer:

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_MNIST, separable_digits, write_mnist
+from conftest import (
+    SHARED_MNIST,
+    needs_shared_data,
+    require_shared_data,
+    separable_digits,
+    write_mnist,
+)
 
 from mlp_digits import data
 from mlp_digits.data import DataError, check_idx, load_mnist, prepare_mnist
@@ -179,7 +185,7 @@ def test_gz_with_wrong_md5_is_refused_and_kept(tmp_path: Path) -> None:
     assert gz.read_bytes() == gzip.compress(b"not mnist")  # never replaced behind the user's back
 
 
-@pytest.mark.skipif(not OFFICIAL_GZ.is_dir(), reason="../shared/data/mnist-gz not present")
+@needs_shared_data(OFFICIAL_GZ)
 def test_official_gz_files_are_verified_and_extracted_offline(tmp_path: Path) -> None:
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -264,3 +270,20 @@ def test_write_mnist_helper_makes_balanced_classes(tmp_path: Path) -> None:
     root = write_mnist(tmp_path, n_train=100, n_test=50)
     _, targets = load_mnist(root, "train")
     assert targets.bincount().tolist() == [10] * 10
+
+
+# --- the shared data: skip, or fail under CI ------------------------------------------------
+
+
+def test_missing_shared_data_skips_without_ci(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="not present"):
+        require_shared_data(tmp_path / "absent")
+
+
+def test_missing_shared_data_fails_in_one_line_under_ci(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception) as failed:
+        require_shared_data(tmp_path / "absent")
+    assert str(failed.value).count("\n") == 0 and "CI is set" in str(failed.value)
+    require_shared_data(tmp_path)  # present: nothing happens

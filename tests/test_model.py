@@ -1,7 +1,12 @@
 """DigitsMLP against independent references: the book's network.py in NumPy, plain formulas.
 
 The slow parts are three short fits through a real ``lightning.Trainer`` on tiny MNIST-format
-files that the tests write themselves (no network).
+files that the tests write themselves (no network). No reference here comes from the code under
+test: gradients are the book's (``book_gradients``), epoch orders conftest's ``epoch_order``.
+
+Planted bugs these tests catch: ``check_gradients`` with the weight and bias tags swapped, the
+absolute difference logged, or autograd compared with autograd; a wrong BP1-BP4 (sgd_step
+against the book).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import quiet_trainer, write_mnist
+from conftest import epoch_order, quiet_trainer, write_mnist
 from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
@@ -47,6 +52,24 @@ def np_feedforward(
 ) -> np.ndarray:
     """The book's feedforward of the rows of x (m, 784), as rows (m, 10)."""
     return book.Network(weights, biases).feedforward(x.T).T
+
+
+def book_gradients(
+    model: DigitsMLP, x: Tensor, labels: Tensor
+) -> tuple[list[Tensor], list[Tensor]]:
+    """∂C/∂W and ∂C/∂b of the mini-batch by the book's NumPy network.py, float64: the mean of
+    its per-example ``backprop``, as tensors shaped as the model's."""
+    net = book.Network(*numpy_params(model))
+    examples = book.examples(x.double().numpy(), labels.numpy())
+    nabla_w = [np.zeros(w.shape) for w in net.weights]
+    nabla_b = [np.zeros(b.shape) for b in net.biases]
+    for xi, yi in examples:
+        dnb, dnw = net.backprop(xi, yi)
+        nabla_w = [n + d for n, d in zip(nabla_w, dnw)]
+        nabla_b = [n + d for n, d in zip(nabla_b, dnb)]
+    m = len(examples)
+    return ([torch.from_numpy(n / m) for n in nabla_w],
+            [torch.from_numpy(n.reshape(-1) / m) for n in nabla_b])  # fmt: skip
 
 
 def trainer(root_dir: Path, **kwargs: Any) -> L.Trainer:
@@ -180,7 +203,7 @@ def test_sgd_step_moves_parameters_by_minus_lr_times_backprop_gradient(backprop:
     before_w = [w.detach().clone() for w in model.weights]
     before_b = [b.detach().clone() for b in model.biases]
     y = nn.functional.one_hot(labels, 10).double()
-    nabla_w, nabla_b = bp.backprop(before_w, before_b, x, y)
+    nabla_w, nabla_b = book_gradients(model, x, labels)
 
     model.sgd_step(x, y)
 
@@ -251,9 +274,7 @@ def test_one_epoch_matches_book_network_py_step_by_step(
     assert x_train.dtype == torch.float32 and len(x_train) == 500
     images = x_train.cpu().double().numpy()
     labels = targets.cpu().numpy()
-    sampler = dm.train_dataloader().sampler
-    sampler.set_epoch(0)
-    order = sampler.indices().cpu().numpy()
+    order = epoch_order(len(images), seed=0, epoch=0).numpy()  # written in conftest
     for i in range(len(order) // batch_size):
         mini_batch = order[i * batch_size : (i + 1) * batch_size]
         net.update_mini_batch(book.examples(images[mini_batch], labels[mini_batch]), eta)
@@ -290,3 +311,56 @@ def test_checkpoint_round_trip_restores_hparams_and_outputs(
     assert dict(loaded.hparams) == dict(model.hparams)
     x = pixels(16)
     assert torch.equal(loaded(x), model(x))
+
+
+# --- the gradient check --------------------------------------------------------------------
+
+
+def logged_check(model: DigitsMLP, x: Tensor, y: Tensor) -> dict[str, float]:
+    """What ``check_gradients`` logs on the mini-batch (x, y), by tag."""
+    model.step_scalars = []
+    model.check_gradients(x, y)
+    return {tag: float(value) for tag, value, _ in model.step_scalars}
+
+
+def test_check_gradients_logs_a_planted_relative_difference_under_each_tensors_tag(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """BP1-BP4's gradients scaled by 1 + ε, a different ε for every tensor: the check logs ε,
+    the relative difference, under that tensor's tag. Planted bugs caught: the weight and bias
+    tags swapped; the absolute difference logged (ε‖∇C‖, and the book's ‖∇C‖ here are far
+    from 1); autograd compared with autograd (0)."""
+    eps_w, eps_b = [0.01, 0.02, 0.03], [0.004, 0.005, 0.006]
+    real = bp.backward
+
+    def scaled(*args, **kwargs):
+        nabla_w, nabla_b = real(*args, **kwargs)
+        return ([g * (1 + e) for g, e in zip(nabla_w, eps_w)],
+                [g * (1 + e) for g, e in zip(nabla_b, eps_b)])  # fmt: skip
+
+    monkeypatch.setattr(bp, "backward", scaled)
+    model = DigitsMLP()
+    x, labels = pixels(10), digit_labels(10)
+    logged = logged_check(model, x, nn.functional.one_hot(labels, 10).float())
+
+    expected = {f"grad_check/rel_error/layers.{l}.weight": e for l, e in enumerate(eps_w)}
+    expected |= {f"grad_check/rel_error/layers.{l}.bias": e for l, e in enumerate(eps_b)}
+    assert logged.keys() == expected.keys()
+    for tag, eps in expected.items():
+        assert logged[tag] == pytest.approx(eps, abs=1e-5), tag
+    nabla_w, nabla_b = book_gradients(model, x, labels)
+    for g in nabla_w + nabla_b:  # so that an absolute difference would be another number
+        assert abs(float(g.norm()) - 1) > 0.5
+
+
+def test_check_gradients_of_the_real_backprop_logs_float32_rounding_not_zero() -> None:
+    """Unplanted, in float32: BP1-BP4 and autograd round differently, so every logged value is
+    nonzero (autograd against itself gives exactly 0), and far below 1e-5; in float64 the
+    same check is at the level of float64 rounding."""
+    x, labels = pixels(10), digit_labels(10)
+    y = nn.functional.one_hot(labels, 10)
+    logged = logged_check(DigitsMLP(), x, y.float())
+    assert len(logged) == 6
+    assert all(0 < value < 1e-5 for value in logged.values()), logged
+    logged64 = logged_check(DigitsMLP().double(), x.double(), y.double())
+    assert all(value < 1e-13 for value in logged64.values()), logged64

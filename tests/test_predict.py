@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, SHARED_MNIST, save_checkpoint, separable_digits, train_by_sgd
-from PIL import Image, ImageDraw
+from conftest import (
+    REPO,
+    SHARED_MNIST,
+    needs_shared_data,
+    save_checkpoint,
+    separable_digits,
+    train_by_sgd,
+)
+from PIL import Image, ImageDraw, ImageFilter
 from PIL.ImageOps import invert
 
 from mlp_digits.data import DataError, load_mnist
@@ -29,7 +36,7 @@ SCRIPT = REPO / "scripts" / "predict.py"
 HAVE_MNIST = (SHARED_MNIST / "MNIST" / "raw").is_dir()
 # A separable digit's class is the height of its band, which MNIST's centring removes by
 # design: only real digits can show that a converted picture still reads as its tensor.
-needs_mnist = pytest.mark.skipif(not HAVE_MNIST, reason=f"real MNIST digits not in {SHARED_MNIST}")
+needs_mnist = needs_shared_data(SHARED_MNIST / "MNIST" / "raw")
 N_IMAGES = 200
 
 
@@ -240,6 +247,25 @@ def test_a_big_photo_of_a_small_digit() -> None:
     field = image_to_mnist(image).reshape(28, 28).numpy()
     assert max(ink_box(field)) == 20 and field.max() == pytest.approx(1, abs=0.05)
     assert all(abs(c - 14) <= 1 for c in centre_of_mass(field))
+
+
+def test_a_darker_digit_on_light_grey_paper_reads_as_the_same_digit_white_on_black() -> None:
+    """Light grey paper (180) and a dark grey pencil (60): the converter inverts it, takes the
+    paper's level away and stretches the pencil to 1, so the 28x28 input is that of the same
+    strokes drawn white on black. Without the background removal the paper would stay at
+    0.29 and the strokes at 0.76."""
+    strokes = Image.new("L", (100, 60), 0)  # where the pencil went: 255, with soft edges
+    ImageDraw.Draw(strokes).line([(20, 8), (50, 8), (32, 52)], fill=255, width=5)
+    strokes = strokes.filter(ImageFilter.GaussianBlur(1))
+    mask = np.asarray(strokes, dtype=np.float64) / 255
+    paper = Image.fromarray(np.round(180 + (60 - 180) * mask).astype(np.uint8))
+
+    expected = image_to_mnist(strokes)
+    converted = image_to_mnist(paper)
+    assert float(expected.max()) == pytest.approx(1, abs=1e-6)
+    torch.testing.assert_close(converted, expected, rtol=0, atol=0.02)
+    field = converted.reshape(28, 28)
+    assert float(field[0].abs().max()) == 0 and float(field[:, 0].abs().max()) == 0  # no paper
 
 
 # --- predictions on MNIST test images saved as PNG files --------------------------------

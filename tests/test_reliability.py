@@ -115,7 +115,9 @@ def test_sigterm_to_the_first_of_two_ddp_processes_stops_both_at_the_same_chunk(
     big_mnist: Path, tmp_path: Path
 ) -> None:
     """Only rank 0 gets the signal; the ranks agree on it after a chunk, so no rank is left
-    waiting in a gradient all-reduce, and the run goes on from the saved step."""
+    waiting in a gradient all-reduce, and the run goes on from the saved step to the weights
+    of a straight run with the same flags (a resume that skipped or repeated mini-batches, or
+    restored another rank's or an older state, would end elsewhere)."""
     ddp = ("--devices", "2", "--strategy", "ddp", "--backprop", "manual")
     logdir = tmp_path / "logs"
     flags = run_flags(big_mnist, logdir, "--max-epochs", "2", "--lr", "0.5", *ddp, val_size=1000)
@@ -134,6 +136,15 @@ def test_sigterm_to_the_first_of_two_ddp_processes_stops_both_at_the_same_chunk(
                         str(big_mnist), "--no-download", *ddp)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert last_ckpt(logdir)["sgd_steps"] == 2 * steps_per_epoch
+
+    straight_flags = run_flags(big_mnist, tmp_path / "straight", "--max-epochs", "2",
+                               "--lr", "0.5", *ddp, val_size=1000)  # fmt: skip
+    straight = run_train(*straight_flags)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a, b = last_ckpt(logdir), last_ckpt(tmp_path / "straight")
+    assert a["sgd_steps"] == b["sgd_steps"]
+    for name, tensor in b["state_dict"].items():
+        assert torch.equal(a["state_dict"][name], tensor), name  # bit-identical
 
 
 def test_second_signal_exits_at_once(monkeypatch) -> None:

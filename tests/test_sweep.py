@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from conftest import REPO, write_mnist
+from PIL import Image
 
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
@@ -104,6 +106,17 @@ def test_grid_that_does_not_fit_in_memory_is_refused(capsys, monkeypatch) -> Non
 
 
 POISONED_LR = 2.0
+DRAWN: dict[str, plt.Figure] = {}  # the sweep's figures as drawn, to read their data back
+
+
+def keep_figures(figures):
+    """``report.figures``, keeping what it draws in DRAWN (they are closed, not lost)."""
+
+    def kept(results):
+        DRAWN.update(figures(results))
+        return DRAWN
+
+    return kept
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +147,7 @@ def diverging_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setattr(StackedMLP, "sgd_step", overflowing_sgd_step)
+        patch.setattr(sweep_report, "figures", keep_figures(sweep_report.figures))
         assert sweep.run(args) == 0
     return root / "logs" / "sweep" / "version_0", data, out.getvalue()
 
@@ -210,7 +224,9 @@ def test_export_k_writes_that_network(diverging_sweep, tmp_path: Path) -> None:
 def test_figures_and_tensorboard_runs_are_written(diverging_sweep) -> None:
     folder, _, _ = diverging_sweep
     for name in ("accuracy_per_epoch", "spread", "accuracy_vs_lr"):
-        assert (folder / f"{name}.png").stat().st_size > 1000
+        with Image.open(folder / f"{name}.png") as png:  # the figure as drawn, at 100 dpi
+            width, height = DRAWN[name].get_size_inches() * 100
+            assert png.size == (round(width), round(height))
     runs = sorted(p.name for p in (folder / "tensorboard").iterdir())
     assert len(runs) == 8 + 1 and "summary" in runs
 
@@ -288,3 +304,75 @@ def test_a_stack_step_keeps_no_autograd_tape(backprop: str) -> None:
         outputs = model.sgd_step(x, y)
     assert outputs.shape == (2, 10, 10)
     assert outputs.grad_fn is None and not outputs.requires_grad
+
+
+# --- the figures' data ----------------------------------------------------------------------
+
+
+def alive_rows(folder: Path) -> list[dict[str, str]]:
+    return [r for r in read_csv(folder / "results.csv") if r["diverged"] == "False"]
+
+
+def test_the_accuracy_per_epoch_lines_are_the_networks_test_accuracies(diverging_sweep) -> None:
+    """One faint line per network that did not diverge, ending at its final test accuracy
+    and peaking at its best, as results.csv says (plotting validation accuracy, or another
+    network's, would not)."""
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    axes = DRAWN["accuracy_per_epoch"].axes[0]
+    lines = [
+        line for line in axes.lines if line.get_gid() == "network" and len(line.get_ydata()) == 2
+    ]
+    assert len(lines) == len(rows) == 4
+    assert sorted(round(float(line.get_ydata()[-1]), 2) for line in lines) == sorted(
+        float(r["final_test_accuracy"]) for r in rows
+    )
+    assert sorted(round(float(max(line.get_ydata())), 2) for line in lines) == sorted(
+        float(r["best_test_accuracy"]) for r in rows
+    )
+    assert all(list(line.get_xdata()) == [0, 1] for line in lines)  # epochs from 0
+
+
+def test_each_configuration_is_a_mean_line_in_a_colour_of_its_own(diverging_sweep) -> None:
+    """The figure shows spread: per configuration, the mean over its networks that did not
+    diverge, epoch by epoch, bold, with a band, each configuration in a distinct colour."""
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    axes = DRAWN["accuracy_per_epoch"].axes[0]
+    means = [line for line in axes.lines if line.get_gid() == "mean"]
+    by_config: dict[str, list[float]] = {}
+    for r in rows:
+        by_config.setdefault((r["sizes"], r["lr"]), []).append(float(r["final_test_accuracy"]))
+    assert len(means) == len(by_config)
+    finals = sorted(round(float(line.get_ydata()[-1]), 4) for line in means)
+    expected = sorted(round(sum(v) / len(v), 4) for v in by_config.values())
+    assert finals == pytest.approx(expected, abs=0.006)  # the CSV's figures are rounded
+    assert len({tuple(line.get_color()) for line in means}) == len(means)
+    assert all(line.get_linewidth() > 1.5 for line in means)
+    assert len([c for c in axes.collections if c.get_gid() == "band"]) == len(means)
+
+
+def test_the_spread_is_each_configurations_test_accuracy_at_its_best_epoch(
+    diverging_sweep,
+) -> None:
+    """A row of points per configuration, in a colour of its own: the test accuracy at the
+    best validation epoch of every network of it that did not diverge."""
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    ax = DRAWN["spread"].axes[0]
+    drawn = [sorted(round(float(x), 2) for x, _ in c.get_offsets()) for c in ax.collections]
+    assert all(len({float(y) for _, y in c.get_offsets()}) <= 1 for c in ax.collections)
+    configs: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        configs.setdefault((r["sizes"], r["lr"]), []).append(float(r["test_accuracy"]))
+    assert sorted(d for d in drawn if d) == sorted(sorted(v) for v in configs.values())
+    colours = [tuple(c.get_facecolor()[0]) for c in ax.collections if len(c.get_offsets())]
+    assert len(set(colours)) == len(colours)
+
+
+def test_accuracy_against_lr_plots_each_network_at_its_own_lr(diverging_sweep) -> None:
+    folder, _, _ = diverging_sweep
+    rows = alive_rows(folder)
+    ax = DRAWN["accuracy_vs_lr"].axes[0]
+    points = [(float(x), round(float(y), 2)) for c in ax.collections for x, y in c.get_offsets()]
+    assert sorted(points) == sorted((float(r["lr"]), float(r["test_accuracy"])) for r in rows)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SHARED_MNIST
+from conftest import SHARED_MNIST, require_shared_data
 
 from mlp_digits import cli
 from mlp_digits.data import load_mnist
@@ -20,7 +20,13 @@ from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.grid import Config, Network
 from mlp_digits.sweep.stack import pixels
 
-pytestmark = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="needs ../shared/data/mnist-5k")
+
+@pytest.fixture(autouse=True)
+def shared_mnist() -> None:
+    """Every test here reads the shared 5,000 images: skip without them, fail under CI."""
+    require_shared_data(SHARED_MNIST)
+
+
 SIZES = (784, 16, 16, 10)
 NETS = [(0, 3.0), (1, 0.5), (2, 1.0)]  # (seed, η): three networks in one stack
 COMMON = ["--data-dir", str(SHARED_MNIST), "--no-download", "--val-size", "500"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SHARED_MNIST
+from conftest import REPO, SHARED_MNIST, needs_shared_data
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mlp_digits import DigitsMLP, cli
@@ -143,7 +143,7 @@ def test_learning_happens_on_separable_digits(tmp_path: Path, tiny_mnist: Path, 
     assert int(last[1]) / int(last[2]) >= 0.90
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="../shared/data/mnist-5k not present")
+@needs_shared_data(SHARED_MNIST)
 def test_three_epochs_on_real_mnist_reach_60_percent(tmp_path: Path, capsys) -> None:
     out = run_in_process(
         capsys,

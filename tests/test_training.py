@@ -1,5 +1,15 @@
 """The training layer pinned: chunks, resume, curves, evaluation, DDP and stops, each against
-an independent replay of plain SGD (the book's update on the project's mini-batch order)."""
+an independent replay of plain SGD: the book's NumPy network.py (``book``) over an epoch order
+written in conftest (``epoch_order``), never the ``backprop`` or ``EpochPermutation`` under
+test.
+
+Planted bugs these tests catch (scripts/mutation_test.py plants them):
+- an epoch permutation that ignores the seed, or the epoch (the replays' own order differs);
+- the live gradient check (``--check-gradients-every``) with the weight and bias tags
+  swapped, the absolute difference logged instead of the relative, or autograd compared with
+  autograd (a planted difference per tensor; a nonzero float32 rounding);
+- the averaged DDP gradient summed instead.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +20,18 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
-from conftest import REPO, write_mnist
+from conftest import REPO, epoch_order, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mlp_digits import backprop as bp
-from mlp_digits import cli
+from mlp_digits import book, cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.chunked import NonFiniteCost
-from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.lightning.training import build_run
-from mlp_digits.sgd import EpochPermutation
+from mlp_digits.network import DEFAULT_SIZES, initial_parameters
 
 CPU = ("--accelerator", "cpu")
 
@@ -45,29 +55,28 @@ def weights(run) -> dict[str, torch.Tensor]:
 
 def replay(data_dir: Path, val_size: int, seed: int, batch: int, epochs: int, lr: float = 3.0,
            world_size: int = 1) -> tuple[list[torch.Tensor], list[float]]:  # fmt: skip
-    """Plain SGD in float64, by BP1-BP4, over the project's epoch orders: the reference.
+    """Plain SGD by the book's NumPy network.py (float64), over ``epoch_order``: the reference.
 
     With ``world_size`` processes each epoch's permutation is cut to a multiple of it, and
     a global mini-batch is ``batch`` consecutive images of what is left.
     """
-    torch.manual_seed(seed)
-    model = DigitsMLP(lr=lr)
-    params = [p.detach().double().clone() for p in model.parameters()]
+    weights, biases = initial_parameters(DEFAULT_SIZES, "gaussian", seed)
+    net = book.Network([w.numpy() for w in weights], [b.numpy() for b in biases])
     x, targets = load_mnist(data_dir, "train")
-    x, targets = x[:-val_size].double(), targets[:-val_size]
+    images, labels = x[:-val_size].double().numpy(), targets[:-val_size].numpy()
     costs = []
     for epoch in range(epochs):
-        sampler = EpochPermutation(len(x), seed, x.device)
-        sampler.set_epoch(epoch)
-        order = sampler.permutation()
+        order = epoch_order(len(images), seed, epoch)
         order = order[: len(order) // world_size * world_size]
         for idx in order.split(batch):
-            y = torch.nn.functional.one_hot(targets[idx], 10).double()
-            a = bp.feedforward(params[0::2], params[1::2], x[idx])[0][-1]
-            costs.append(float(bp.cost(a, y)))
-            nabla_w, nabla_b = bp.backprop(params[0::2], params[1::2], x[idx], y)
-            for p, g in zip(params, [g for pair in zip(nabla_w, nabla_b) for g in pair]):
-                p -= lr * g
+            idx = idx.numpy()
+            a = net.feedforward(images[idx].T)
+            y = np.eye(10)[labels[idx]].T
+            costs.append(float(((a - y) ** 2).sum() / (2 * len(idx))))
+            net.update_mini_batch(book.examples(images[idx], labels[idx]), lr)
+    params = []
+    for w, b in zip(net.weights, net.biases):
+        params += [torch.from_numpy(w), torch.from_numpy(b.reshape(-1))]
     return params, costs
 
 
@@ -90,14 +99,15 @@ def data_601(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_one_update_per_lightning_step_and_the_default_chunk_give_the_same_weights(
     data_601: Path, tmp_path: Path
 ) -> None:
-    """501 images in mini-batches of 7: 71 full ones and a short one of 4, each epoch."""
-    one = fit(parse(data_601, tmp_path / "one", "--max-epochs", "2", "--batch-size", "7",
-                    "--steps-per-chunk", "1"))  # fmt: skip
-    chunked = fit(parse(data_601, tmp_path / "chunk", "--max-epochs", "2", "--batch-size", "7"))
+    """501 images in mini-batches of 7: 71 full ones and a short one of 4, each epoch. Seed 5,
+    not 0: an epoch order that ignores the seed (seeds it as 0) is a different order."""
+    flags = ("--max-epochs", "2", "--batch-size", "7", "--seed", "5")
+    one = fit(parse(data_601, tmp_path / "one", *flags, "--steps-per-chunk", "1"))
+    chunked = fit(parse(data_601, tmp_path / "chunk", *flags))
     assert one.model.sgd_steps == chunked.model.sgd_steps == 2 * 72
     a, b = weights(one), weights(chunked)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    expected, _ = replay(data_601, 100, seed=0, batch=7, epochs=2)
+    expected, _ = replay(data_601, 100, seed=5, batch=7, epochs=2)
     for p, e in zip(chunked.model.parameters(), expected):
         assert (p.double() - e).abs().max() < 1e-4  # float32 against the float64 replay
 
@@ -152,18 +162,54 @@ def test_train_cost_every_100_steps_is_the_mean_of_those_steps(
         previous = step
 
 
-def test_check_gradients_every_logs_manual_against_autograd_below_1e_5(
+GRAD_CHECK_TAGS = [f"grad_check/rel_error/layers.{l}.{kind}" for kind in ("weight", "bias")
+                   for l in range(3)]  # fmt: skip
+# A planted relative difference per tensor, each its own: weights 1%, 2%, 3%; biases 0.4%,
+# 0.5%, 0.6%.
+PLANTED = dict(zip(GRAD_CHECK_TAGS, [0.01, 0.02, 0.03, 0.004, 0.005, 0.006]))
+
+
+def plant_in_manual_backprop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BP1-BP4's gradients (``backprop.backward``) scaled by 1 + ε, a known ε per tensor: the
+    check must then log ε under that tensor's tag."""
+    real = bp.backward
+    eps = list(PLANTED.values())
+
+    def scaled(*args, **kwargs):
+        nabla_w, nabla_b = real(*args, **kwargs)
+        return ([g * (1 + e) for g, e in zip(nabla_w, eps[:3])],
+                [g * (1 + e) for g, e in zip(nabla_b, eps[3:])])  # fmt: skip
+
+    monkeypatch.setattr(bp, "backward", scaled)
+
+
+def test_check_gradients_every_logs_float32_rounding_nonzero_and_below_1e_5(
     data_601: Path, tmp_path: Path
 ) -> None:
+    """Manual against autograd in float32 differ by rounding only: not 0 (autograd compared
+    with itself gives exactly 0), and far below 1e-5. Training stays on autograd."""
     fit(parse(data_601, tmp_path, "--max-epochs", "1", "--check-gradients-every", "7"))
     curves = scalars(tmp_path)
     tags = sorted(t for t in curves if t.startswith("grad_check/rel_error/"))
-    assert tags == sorted(
-        f"grad_check/rel_error/layers.{l}.{kind}" for l in range(3) for kind in ("weight", "bias")
-    )
+    assert tags == sorted(GRAD_CHECK_TAGS)
     for tag in tags:
         assert [step for step, _ in curves[tag]] == list(range(7, 51 + 1, 7))
-        assert all(0 <= value < 1e-5 for _, value in curves[tag])
+        assert all(0 < value < 1e-5 for _, value in curves[tag]), tag
+
+
+def test_check_gradients_every_logs_a_planted_difference_under_its_own_tag(
+    data_601: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planted bugs caught: the weight and bias tags swapped (1-3% against 0.4-0.6%), the
+    absolute error logged instead of the relative (ε‖∇‖, and these ‖∇‖ are 0.03-0.5), and
+    autograd compared with autograd (0)."""
+    plant_in_manual_backprop(monkeypatch)
+    fit(parse(data_601, tmp_path, "--max-epochs", "1", "--check-gradients-every", "7"))
+    curves = scalars(tmp_path)
+    for tag, eps in PLANTED.items():
+        assert [step for step, _ in curves[tag]] == list(range(7, 51 + 1, 7))
+        for _, value in curves[tag]:
+            assert value == pytest.approx(eps, abs=1e-5), tag
 
 
 # --- evaluation ----------------------------------------------------------------------------

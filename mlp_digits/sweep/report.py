@@ -49,6 +49,17 @@ class Result:
     steps_per_epoch: int
     record: dict
     position: int  # the network's row in its record
+    dead_fraction: float = float("nan")  # of its hidden neurons at the end, on validation
+
+    @property
+    def stalled(self) -> bool:
+        """Diverged, or never above 20% on validation: stuck near the 10% of a guess."""
+        return self.diverged or max(self.val_accuracy[: self.good_epochs], default=0) < 20
+
+    def epochs_to(self, percent: float) -> int | None:
+        """Epochs trained until validation accuracy first reached ``percent`` (None: never)."""
+        reached = [e for e, a in enumerate(self.val_accuracy[: self.good_epochs]) if a >= percent]
+        return reached[0] + 1 if reached else None
 
     @property
     def diverged(self) -> bool:
@@ -96,6 +107,11 @@ def collect(networks: list[Network], records: list[dict]) -> list[Result]:
                 steps_per_epoch=record["steps_per_epoch"],
                 record=record,
                 position=j,
+                dead_fraction=(
+                    float(history["dead_fraction"][-1, j])
+                    if len(history.get("dead_fraction", []))
+                    else float("nan")
+                ),
             )
     return [by_index[n.index] for n in networks]
 
@@ -118,12 +134,17 @@ def by_config(results: list[Result]) -> dict[Config, list[Result]]:
     return groups
 
 
+def label_width(results: list[Result]) -> int:
+    return max(30, *(len(r.net.config.label) for r in results))
+
+
 def table(results: list[Result]) -> str:
     """One row per configuration: mean ± sd, min, max over its seeds of both numbers."""
     stats = f"{'mean ±    sd    min    max':>28}"
+    w = label_width(results)
     lines = [
-        f"{'':<30} {'':>5}  {'test % at best val epoch':^28}  {'best test % over epochs':^28}",
-        f"{'configuration':<30} {'seeds':>5}  {stats}  {stats}  reference",
+        f"{'':<{w}} {'':>5}  {'test % at best val epoch':^28}  {'best test % over epochs':^28}",
+        f"{'configuration':<{w}} {'seeds':>5}  {stats}  {stats}  reference",
     ]
     for config, group in by_config(results).items():
         ok = [r for r in group if not r.diverged]
@@ -131,7 +152,40 @@ def table(results: list[Result]) -> str:
         book = spread([r.best_test[0] for r in ok])
         note = f"{len(group) - len(ok)} diverged; " if len(ok) < len(group) else ""
         lines.append(
-            f"{config.label:<30} {len(group):>5}  {honest}  {book}  {note}{config.reference}"
+            f"{config.label:<{w}} {len(group):>5}  {honest}  {book}  {note}{config.reference}"
+        )
+    return "\n".join(lines)
+
+
+def ease_table(results: list[Result], percent: float = 90.0) -> str:
+    """What "easier to train" can mean, one row per configuration: epochs until validation
+    first reached ``percent`` (median of the networks that did, and how many did), the best
+    validation accuracy and the test accuracy at it, the networks that diverged or stalled
+    (never above 20% on validation), and the hidden neurons dead at the end (a ReLU that
+    no validation image activates)."""
+    w = label_width(results)
+    head = f"epochs to {percent:g}%"
+    lines = [
+        f"{'configuration':<{w}} {'seeds':>5}  {head:>15}  {'best val %':>10}  "
+        f"{'test % at it':>15}  {'diverged/stalled':>16}  {'dead ReLU %':>11}"
+    ]
+    for config, group in by_config(results).items():
+        reach = [e for r in group if (e := r.epochs_to(percent)) is not None]
+        median = f"{statistics.median(reach):g}" if reach else "-"
+        epochs = f"{median} ({len(reach)}/{len(group)})"
+        ok = [r for r in group if not r.diverged and r.best_epoch >= 0]
+        best_val = statistics.mean(r.val_accuracy[r.best_epoch] for r in ok) if ok else None
+        tests = [r.test_at_best for r in ok]
+        sd = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        test = f"{statistics.mean(tests):6.2f} ± {sd:5.2f}" if tests else "-"
+        stalled = sum(r.stalled for r in group)
+        dead = "-"
+        if config.activation == "relu":
+            dead = f"{100 * statistics.mean(r.dead_fraction for r in group):.1f}"
+        lines.append(
+            f"{config.label:<{w}} {len(group):>5}  {epochs:>15}  "
+            f"{f'{best_val:.2f}' if best_val is not None else '-':>10}  {test:>15}  "
+            f"{f'{stalled}/{len(group)}':>16}  {dead:>11}"
         )
     return "\n".join(lines)
 
@@ -156,22 +210,39 @@ def write_csv(path: Path, results: list[Result], args: Namespace) -> None:
 # --- figures ------------------------------------------------------------------------------
 
 
+def palette(i: int, n: int) -> tuple[float, ...]:
+    """Colour i of n, each distinct: tab10 up to 10, tab20's 20 beyond, then around again."""
+    return plt.cm.tab10(i % 10) if n <= 10 else plt.cm.tab20(i % 20)
+
+
 def figures(results: list[Result]) -> dict[str, plt.Figure]:
-    """Test accuracy per epoch of every network, coloured by configuration; the spread of
-    the final (best-validation-epoch) accuracy per configuration; with several η, that
-    accuracy against η on a log axis."""
+    """Test accuracy per epoch: each configuration's mean over its seeds with a min-max band,
+    every network thin and faint behind it; the spread of the final (best-validation-epoch)
+    accuracy per configuration; with several η, that accuracy against η on a log axis."""
     groups = by_config(results)
-    colours = {c: plt.cm.tab10(i % 10) for i, c in enumerate(groups)}
+    colours = {c: palette(i, len(groups)) for i, c in enumerate(groups)}
     out = {}
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
     for config, group in groups.items():
-        for i, r in enumerate(group):
+        colour = colours[config]
+        for r in group:  # every network, thin and faint behind its configuration's band
             epochs = range(r.good_epochs)  # counted from 0, as train.py and results.csv do
-            ax.plot(epochs, r.test_accuracy[: r.good_epochs], color=colours[config], lw=0.8,
-                    alpha=0.7, label=config.label if i == 0 else None)  # fmt: skip
+            ax.plot(epochs, r.test_accuracy[: r.good_epochs], color=colour, lw=0.5, alpha=0.25,
+                    gid="network")  # fmt: skip
+        curves = [r.test_accuracy for r in group if not r.diverged]
+        if not curves:
+            continue
+        by_epoch = list(zip(*curves))  # every network of the configuration, epoch by epoch
+        epochs = range(len(by_epoch))
+        mean = [statistics.mean(values) for values in by_epoch]
+        ax.fill_between(epochs, [min(v) for v in by_epoch], [max(v) for v in by_epoch],
+                        color=colour, alpha=0.2, lw=0, gid="band")  # fmt: skip
+        ax.plot(epochs, mean, color=colour, lw=2, gid="mean",
+                label=f"{config.label} (mean of {len(curves)}, band min-max)")  # fmt: skip
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title="Every network, every epoch")
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)",
+           title="Test accuracy per epoch: each configuration's mean over its seeds")  # fmt: skip
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     out["accuracy_per_epoch"] = fig
@@ -189,10 +260,13 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
 
     if len({r.net.config.lr for r in results}) > 1:
         fig, ax = plt.subplots(figsize=(8, 5))
-        for i, layers in enumerate(sorted({r.net.config.layers for r in results})):
+        kinds = sorted({kind(r.net.config) for r in results})
+        for i, name in enumerate(kinds):
             points = [(r.net.config.lr, r.test_at_best) for r in results
-                      if r.net.config.layers == layers and not r.diverged]  # fmt: skip
-            ax.scatter(*zip(*points), label=layers, alpha=0.7, s=20, color=plt.cm.tab10(i % 10))
+                      if kind(r.net.config) == name and not r.diverged]  # fmt: skip
+            if points:
+                ax.scatter(*zip(*points), label=name, alpha=0.7, s=20,
+                           color=palette(i, len(kinds)))  # fmt: skip
         ax.set_xscale("log")
         # A tick at each η of the sweep, written as it was given: 0.3, 1, 3, not 3×10⁻¹.
         ax.set_xticks(sorted({r.net.config.lr for r in results}))
@@ -204,6 +278,11 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
         ax.grid(alpha=0.3)
         out["accuracy_vs_lr"] = fig
     return out
+
+
+def kind(c: Config) -> str:
+    """A configuration without its η: what one series of the accuracy-against-η plot shares."""
+    return c.label.split(" η=")[0] + f" batch {c.batch_size}"
 
 
 # --- TensorBoard, export, the whole report ------------------------------------------------
@@ -269,7 +348,11 @@ def export(r: Result, path: Path, args: Namespace) -> None:
 
 def report(folder: Path, results: list[Result], args: Namespace) -> None:
     """Print the table; write results.csv, the figures, the TensorBoard runs, the export."""
-    print(table(results), flush=True)
+    text = table(results)
+    if len({r.net.config.activation for r in results}) > 1 or args.preset == "relu":
+        text += "\n\n" + ease_table(results)
+    print(text, flush=True)
+    (folder / "table.txt").write_text(text + "\n")
     write_csv(folder / "results.csv", results, args)
     pictures = figures(results)
     for name, fig in pictures.items():

@@ -1,0 +1,223 @@
+"""Plant known bugs, one at a time, in a copy of the repository, and run the tests that claim
+to cover each: a bug the tests miss "survived".
+
+    python scripts/mutation_test.py               # every mutant
+    python scripts/mutation_test.py -k checkpoint # those whose name contains "checkpoint"
+    python scripts/mutation_test.py --baseline    # first check that the named tests pass
+
+Each mutant is (name, file, old text, new text, pytest arguments). The old text is a short,
+exact snippet that must occur once in the file; when it does not (the code has moved on), the
+mutant is reported as "could not plant", never as survived: update its snippet. The copy's
+``../shared`` links to the repository's, so the tests find the shared data as they would here.
+The browser mutants (``page/draw_page.js``) need Chromium. Not part of CI: it is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".ruff_cache",
+    "logs",
+    "lightning_logs",
+    "runs",
+    "*.ckpt",
+)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+T = "tests/"
+CHECK_GRADIENTS = (T + "test_training.py", T + "test_model.py", "-k", "check_gradients")
+CHECKPOINTS = (T + "test_checkpoints.py",)
+REPLAY = (T + "test_training.py", "-k", "default_chunk or every_100")
+MODEL = "mlp_digits/lightning/model.py"
+SAVE = "mlp_digits/lightning/checkpoint.py"
+BP = "mlp_digits/backprop.py"
+STACK = "mlp_digits/sweep/stack.py"
+PAGE = "mlp_digits/page/draw_page.js"
+# Every network of a stack against its own train.py run, on the shared 5,000 real images.
+STACK_EXACT = (T + "test_sweep_exact.py", "-k", "every_network and manual")
+PAGE_TESTS = (T + "test_draw.py", "-k", "runs_the_network or bias_change")
+
+MUTANTS = [
+    # --- the bugs of issue 17 that no test caught -----------------------------------------
+    Mutant("grad check: weight and bias tags swapped", MODEL,
+           'zip(("weight", "bias"), manual, auto)', 'zip(("bias", "weight"), manual, auto)',
+           CHECK_GRADIENTS),
+    Mutant("grad check: absolute, not relative, error", MODEL,
+           "(m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)", "(m - g).norm()",
+           CHECK_GRADIENTS),
+    Mutant("grad check: autograd against autograd", MODEL,
+           '_, *manual = sgd.gradients(self.weights, self.biases, x, y, "manual")',
+           '_, *manual = sgd.gradients(self.weights, self.biases, x, y, "autograd")',
+           CHECK_GRADIENTS),
+    Mutant("best checkpoint: the lowest accuracy (mode=min)", SAVE,
+           "score > self.best_score", "score < self.best_score", CHECKPOINTS),
+    Mutant("best checkpoint: a tie replaces the earlier best", SAVE,
+           "score > self.best_score", "score >= self.best_score", CHECKPOINTS),
+    Mutant("best checkpoint: a resumed run forgets the best", SAVE,
+           'self.best_score = state.get("best_score")', "self.best_score = None", CHECKPOINTS),
+    Mutant("epoch order ignores the seed", "mlp_digits/sgd.py",
+           "generator.manual_seed(epoch_seed(self.seed, self.epoch))",
+           "generator.manual_seed(epoch_seed(0, self.epoch))", REPLAY),
+    # --- more of the same kind ------------------------------------------------------------
+    Mutant("best checkpoint: the earlier best file kept", SAVE,
+           "Path(previous).unlink(missing_ok=True)", "Path(previous).exists()", CHECKPOINTS),
+    Mutant("train.py tests the last checkpoint", "mlp_digits/lightning/training.py",
+           "ckpt_path = run.checkpoints.best_model_path or None",
+           "ckpt_path = str(run.checkpoints.last_path)", CHECKPOINTS),
+    Mutant("epoch order the same every epoch", "mlp_digits/sgd.py",
+           "np.random.SeedSequence([seed, epoch])", "np.random.SeedSequence([seed, 0])", REPLAY),
+    Mutant("BP1 with the sign of the error reversed", BP,
+           "delta = (activations[-1] - y) * sigmoid_prime(zs[-1])",
+           "delta = (y - activations[-1]) * sigmoid_prime(zs[-1])", (T + "test_backprop.py",)),
+    Mutant("BP2 with σ instead of σ'", BP, "* sigmoid_prime(zs[l])  # BP2",
+           "* sigmoid(zs[l])  # BP2", (T + "test_backprop.py",)),
+    Mutant("BP3 summed, not averaged, over the batch", BP,
+           "nabla_b[l] = delta.mean(dim=-2)  # BP3\n",
+           "nabla_b[l] = delta.sum(dim=-2)  # BP3\n", (T + "test_backprop.py",)),
+    Mutant("BP4 of the output layer not divided by m", BP,
+           "nabla_w[-1] = (delta.mT @ activations[-2]).div_(m)",
+           "nabla_w[-1] = delta.mT @ activations[-2]", (T + "test_backprop.py",)),
+    Mutant("SGD steps up the gradient", "mlp_digits/sgd.py",
+           "p.sub_(nabla, alpha=eta)", "p.add_(nabla, alpha=eta)",
+           (T + "test_model.py", "-k", "sgd_step")),
+    Mutant("SGD leaves the biases alone", "mlp_digits/sgd.py",
+           "zip([*weights, *biases], [*nabla_w, *nabla_b])", "zip(weights, nabla_w)",
+           (T + "test_model.py", "-k", "sgd_step")),
+    Mutant("the short last mini-batch dropped", "mlp_digits/lightning/datamodule.py",
+           "if len(order) > n_full * self.batch_size and skip <= n_full:",
+           "if False:", (T + "test_training.py", "-k", "default_chunk")),
+    Mutant("DDP gradients summed, not averaged", "mlp_digits/lightning/chunked.py",
+           'flat = self.trainer.strategy.reduce(flat, reduce_op="mean")',
+           'flat = self.trainer.strategy.reduce(flat, reduce_op="sum")',
+           (T + "test_training.py", "-k", "ddp_two and manual and 100")),
+    Mutant("a resumed epoch starts again from its first mini-batch",
+           "mlp_digits/lightning/datamodule.py", 'skip = self.resume_at["steps_done"]', "skip = 0",
+           (T + "test_reliability.py", "-k", "sigterm_to_the_first")),
+    Mutant("train cost curve: the sum, not the mean", "mlp_digits/lightning/chunked.py",
+           "cost = torch.cat(self.recent_costs).mean(dim=0)",
+           "cost = torch.cat(self.recent_costs).sum(dim=0)",
+           (T + "test_training.py", "-k", "every_100")),
+    Mutant("validation split one image off", "mlp_digits/data.py",
+           "return torch.arange(n - n_val), torch.arange(n - n_val, n)",
+           "return torch.arange(n - n_val), torch.arange(n - n_val - 1, n - 1)",
+           (T + "test_data.py", "-k", "split or validation")),
+    Mutant("seeded split ignores the seed", "mlp_digits/data.py",
+           "order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))",
+           "order = torch.randperm(n, generator=torch.Generator().manual_seed(0))",
+           (T + "test_data.py", "-k", "split")),
+    Mutant("stack: first layer without its bias", STACK,
+           "a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1))",
+           "a = torch.sigmoid(z.view(len(x), n_nets, n_out).transpose(0, 1))", STACK_EXACT),
+    Mutant("stack: every network takes network 0's order", STACK,
+           "orders[k] = sampler.permutation()", "orders[k] = self.samplers[0].permutation()",
+           STACK_EXACT),
+    Mutant("stack: a tie replaces a network's best epoch", STACK,
+           'better = (self.counts["val"] > self.best_val_correct)',
+           'better = (self.counts["val"] >= self.best_val_correct)', STACK_EXACT),
+    Mutant("predict.py keeps the paper's grey", "mlp_digits/page/predict.py",
+           "return np.clip((gray - background) / (peak - background), 0.0, 1.0)",
+           "return np.clip(gray / peak, 0.0, 1.0)", (T + "test_predict.py", "-k", "grey_paper")),
+    Mutant("sweep figure: validation accuracy per epoch", "mlp_digits/sweep/report.py",
+           "ax.plot(epochs, r.test_accuracy[: r.good_epochs]",
+           "ax.plot(epochs, r.val_accuracy[: r.good_epochs]",
+           (T + "test_sweep.py", "-k", "accuracy_per_epoch_lines")),
+    Mutant("sweep figure: the spread of the final epoch", "mlp_digits/sweep/report.py",
+           "values = [r.test_at_best for r in group if not r.diverged]",
+           "values = [r.test_accuracy[-1] for r in group if not r.diverged]",
+           (T + "test_sweep.py", "-k", "spread_is")),
+    Mutant("page: the bias subtracted", PAGE,
+           "z[j] = sum + biases[l][j];", "z[j] = sum - biases[l][j];", PAGE_TESTS),
+    Mutant("page: σ(−z) for σ(z)", PAGE,
+           "const sigmoid = (z) => 1 / (1 + Math.exp(-z));",
+           "const sigmoid = (z) => 1 / (1 + Math.exp(z));", PAGE_TESTS),
+]  # fmt: skip
+
+
+def run_tests(copy: Path, tests: tuple[str, ...], timeout: int) -> tuple[int, float]:
+    """pytest on ``tests`` in the copy, its package first on the path: (exit status, seconds)."""
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    start = time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=copy, env=env, capture_output=True, timeout=timeout,
+        )  # fmt: skip
+        rc = done.returncode
+    except subprocess.TimeoutExpired:
+        rc = -1
+    return rc, time.monotonic() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", default="", help="only the mutants whose name contains this")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first run each mutant's tests unmutated (they must pass)",
+    )
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per test run")
+    args = parser.parse_args()
+    mutants = [m for m in MUTANTS if args.k.lower() in m.name.lower()]
+
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(REPO, copy, ignore=IGNORE)
+        if (REPO.parent / "shared").exists():
+            (Path(tmp) / "shared").symlink_to(REPO.parent / "shared")
+        counts = {"planted": 0, "caught": 0, "survived": 0, "could not plant": 0}
+        for mutant in mutants:
+            path = copy / mutant.file
+            original = path.read_text()
+            if original.count(mutant.old) != 1:
+                counts["could not plant"] += 1
+                print(f"could not plant  {mutant.name}: the snippet is in {mutant.file} "
+                      f"{original.count(mutant.old)} times", flush=True)  # fmt: skip
+                continue
+            if args.baseline:
+                rc, _ = run_tests(copy, mutant.tests, args.timeout)
+                if rc != 0:
+                    counts["could not plant"] += 1
+                    print(f"could not plant  {mutant.name}: its tests fail unmutated (exit {rc})")
+                    continue
+            path.write_text(original.replace(mutant.old, mutant.new))
+            try:
+                rc, seconds = run_tests(copy, mutant.tests, args.timeout)
+            finally:
+                path.write_text(original)
+            counts["planted"] += 1
+            # 1: a test failed; -1: timed out; 2-4: an error in the run (a crash is caught too).
+            # 5: no test collected, which catches nothing.
+            outcome = "caught" if rc not in (0, 5) else "survived"
+            counts[outcome] += 1
+            print(f"{outcome:<16} {mutant.name} (exit {rc}, {seconds:.0f} s)", flush=True)
+    print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return 1 if counts["survived"] or counts["could not plant"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
