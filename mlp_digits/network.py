@@ -69,14 +69,16 @@ def initial_parameters(
 
 
 def stacked_initial_parameters(
-    sizes: Sequence[int], init: str, seeds: Sequence[int]
+    sizes: Sequence[int], init: str | Sequence[str], seeds: Sequence[int]
 ) -> tuple[list[Tensor], list[Tensor]]:
     """``initial_parameters`` of each seed, stacked: network k of the stack starts where the
-    one network of seed ``seeds[k]`` starts, number for number."""
+    one network of seed ``seeds[k]`` (and init ``init[k]``, or ``init`` for all) starts,
+    number for number."""
+    inits = [init] * len(seeds) if isinstance(init, str) else list(init)
     weights: list[list[Tensor]] = [[] for _ in sizes[1:]]
     biases: list[list[Tensor]] = [[] for _ in sizes[1:]]
-    for seed in seeds:
-        ws, bs = initial_parameters(sizes, init, seed)
+    for seed, network_init in zip(seeds, inits, strict=True):
+        ws, bs = initial_parameters(sizes, network_init, seed)
         for l, (w, b) in enumerate(zip(ws, bs)):
             weights[l].append(w)
             biases[l].append(b)

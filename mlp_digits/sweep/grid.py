@@ -197,10 +197,10 @@ def build_grid(args: Namespace) -> list[Network]:
 
 
 def group_stacks(networks: list[Network]) -> list[list[Network]]:
-    """Networks with the same sizes, batch size, activation and init, in grid order: one stack
-    each (η and the seed may differ within a stack)."""
+    """Networks with the same sizes, batch size and activation, in grid order: one stack each
+    (η, the init and the seed may differ within a stack)."""
     stacks: dict[tuple, list[Network]] = {}
     for net in networks:
         c = net.config
-        stacks.setdefault((c.sizes, c.batch_size, c.activation, c.init), []).append(net)
+        stacks.setdefault((c.sizes, c.batch_size, c.activation), []).append(net)
     return list(stacks.values())

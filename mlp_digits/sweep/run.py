@@ -259,7 +259,7 @@ def train_stack(
         sizes=mine[0].config.sizes,
         lrs=[n.config.lr for n in mine],
         seeds=[n.seed for n in mine],
-        init=mine[0].config.init,
+        init=[n.config.init for n in mine],
         backprop=args.backprop,
         activation=mine[0].config.activation,
     )

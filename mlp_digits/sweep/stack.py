@@ -152,7 +152,9 @@ class StackedMLP(ChunkedSGD):
         sizes: neurons per layer, input first, shared by the stack.
         lrs: η of each network.
         seeds: seed of each network: its initial weights and its order of the images.
-        init, backprop, activation: as for ``DigitsMLP``, shared by the stack.
+        init: as for ``DigitsMLP``, one for the stack or one per network (it only chooses
+            where a network starts).
+        backprop, activation: as for ``DigitsMLP``, shared by the stack.
 
     The per-epoch record of every network (``history``: train cost, validation and test
     counts and costs) and each network's weights at its best validation epoch (what
@@ -164,7 +166,7 @@ class StackedMLP(ChunkedSGD):
         sizes: Sequence[int],
         lrs: Sequence[float],
         seeds: Sequence[int],
-        init: str = "gaussian",
+        init: str | Sequence[str] = "gaussian",
         backprop: str = "autograd",
         activation: str = "sigmoid",
     ) -> None:
@@ -173,7 +175,8 @@ class StackedMLP(ChunkedSGD):
             raise ValueError(f"one η per seed, at least one: got {len(lrs)} η, {len(seeds)} seeds")
         sizes = tuple(int(n) for n in sizes)
         self.save_hyperparameters(
-            {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds), "init": init,
+            {"sizes": sizes, "lrs": list(lrs), "seeds": list(seeds),
+             "init": init if isinstance(init, str) else list(init),
              "backprop": backprop, "activation": activation}
         )  # fmt: skip
         weights, biases = stacked_initial_parameters(sizes, init, seeds)
@@ -339,8 +342,9 @@ class StackedMLP(ChunkedSGD):
     def export(self, k: int) -> DigitsMLP:
         """Network k at its best validation epoch as a plain DigitsMLP (train.py's best)."""
         hp = self.hparams
+        init = hp.init if isinstance(hp.init, str) else hp.init[k]
         net = DigitsMLP(
-            sizes=hp.sizes, lr=hp.lrs[k], init=hp.init, backprop=hp.backprop, seed=hp.seeds[k],
+            sizes=hp.sizes, lr=hp.lrs[k], init=init, backprop=hp.backprop, seed=hp.seeds[k],
             activation=hp.get("activation", "sigmoid"),
         )  # fmt: skip
         with torch.no_grad():
