@@ -469,16 +469,18 @@
     if (!toScale && length > 0) [dx, dy] = [(dx / length) * 40, (dy / length) * 40];
     c.strokeStyle = c.fillStyle = "#fff";
     c.lineWidth = 2;
-    c.beginPath();
-    c.moveTo(px, py);
-    c.lineTo(px + dx, py + dy);
-    c.stroke();
-    const angle = Math.atan2(dy, dx);
-    c.beginPath();
-    c.moveTo(px + dx, py + dy);
-    c.lineTo(px + dx - 8 * Math.cos(angle - 0.4), py + dy - 8 * Math.sin(angle - 0.4));
-    c.lineTo(px + dx - 8 * Math.cos(angle + 0.4), py + dy - 8 * Math.sin(angle + 0.4));
-    c.fill();
+    if (length > 0) { // ∇C = 0 (a ReLU that is off): no arrow, not one pointing anywhere
+      c.beginPath();
+      c.moveTo(px, py);
+      c.lineTo(px + dx, py + dy);
+      c.stroke();
+      const angle = Math.atan2(dy, dx);
+      c.beginPath();
+      c.moveTo(px + dx, py + dy);
+      c.lineTo(px + dx - 8 * Math.cos(angle - 0.4), py + dy - 8 * Math.sin(angle - 0.4));
+      c.lineTo(px + dx - 8 * Math.cos(angle + 0.4), py + dy - 8 * Math.sin(angle + 0.4));
+      c.fill();
+    }
     c.beginPath();
     c.arc(px, py, 5, 0, 2 * Math.PI);
     c.fillStyle = "#ff5252";
@@ -490,10 +492,15 @@
       first.l === L ? `output ${first.j}` : `neuron ${first.j} of hidden layer ${first.l}`}: ` +
       `from ${name(first)} (across) and from ${name(second)} (up), each ±${SPAN} around ` +
       "where it was when picked; every other weight as it is now.";
+    // A ReLU with z ≤ 0 passes no gradient back: its weights have ∇C = 0, and no arrow.
+    const flat = length === 0 && isRelu(first.l - 1) && state.zs[first.l - 1][first.j] <= 0;
     $("landscape-note").textContent = `C from ${fmt(low)} (dark) to ${fmt(high)} (yellow); ` +
-      `here ${fmt(view.cost)} (red dot). Arrow: ${toScale ? `the step −η∇C, to scale`
-        : "the direction of −∇C (the step itself is too " + (length < 8 ? "short" : "long") +
-          " to draw to scale)"}; ∇C = (${sig(view.gradient[0])}, ${sig(view.gradient[1])}).`;
+      `here ${fmt(view.cost)} (red dot). ` + (flat ? "No arrow: this ReLU neuron is off for " +
+        "this digit (z ≤ 0, so ReLU'(z) = 0), and its weights get no gradient from it"
+        : `Arrow: ${toScale ? `the step −η∇C, to scale`
+          : "the direction of −∇C (the step itself is too " + (length < 8 ? "short" : "long") +
+            " to draw to scale)"}`) +
+      `; ∇C = (${sig(view.gradient[0])}, ${sig(view.gradient[1])}).`;
   }
 
   // --- take a step, undo it ---------------------------------------------------------------
