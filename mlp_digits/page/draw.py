@@ -7,7 +7,7 @@ as grayscale PNG sprites, all as JSON; the script and the style inline. It asks 
 for anything, so it works offline, from a course page, or from ``--serve`` on a remote
 machine. In the browser it converts the drawing as ``mlp_digits.predict`` converts an image
 file, and runs the network, its backpropagation (BP1-BP4) and SGD in float64, so the page and
-Python agree to rounding.
+Python agree to rounding; with the run's hidden activation, σ or ReLU (the outputs are σ).
 
     build_page(model, examples, title, learn)  the HTML text
     pick_examples(model, x, targets)           real test digits, some the network gets wrong

@@ -614,10 +614,12 @@
       ctx.fillText(`${name} (${sizes[l]})`, layout[l].x, 18);
       if (isRelu(l - 1)) { // the key to a ReLU layer's brightness, under it
         const white = brightest(state, l);
+        const room = L > 1 ? layout[2].x - layout[1].x - 8 : Infinity; // between columns
         ctx.font = "11px system-ui, sans-serif";
-        ctx.fillText("ReLU: brightness", layout[l].x, NET_H - 24);
-        ctx.fillText(white > 0 ? `= a / ${white.toPrecision(3)}` : "all a = 0", layout[l].x,
-          NET_H - 10);
+        const long = ctx.measureText("ReLU: brightness").width <= room; // else the short key
+        ctx.fillText(long ? "ReLU: brightness" : "ReLU", layout[l].x, NET_H - 24);
+        const scale = white > 0 ? `a / ${white.toPrecision(3)}` : "all a = 0";
+        ctx.fillText(long && white > 0 ? `= ${scale}` : scale, layout[l].x, NET_H - 10);
         ctx.font = "13px system-ui, sans-serif";
       }
     }
