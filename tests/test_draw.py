@@ -30,6 +30,7 @@ from conftest import REPO, SHARED_MNIST, save_checkpoint, train_by_sgd, write_mn
 from PIL import Image, ImageDraw
 
 from mlp_digits import backprop as bp
+from mlp_digits import sgd
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.page import draw as draw_module
@@ -179,9 +180,10 @@ def canvas_png(opened: Opened) -> Image.Image:
 
 def python_layers(model: DigitsMLP, x: torch.Tensor) -> list[torch.Tensor]:
     """Every layer's activations, input first, by the book's feedforward on the model's
-    own float32 weights."""
+    own float32 weights, with its own hidden activation function."""
+    activation = model.hparams.get("activation", "sigmoid")
     with torch.no_grad():
-        activations, _ = bp.feedforward(model.weights, model.biases, x.float())
+        activations, _ = bp.feedforward(model.weights, model.biases, x.float(), activation)
     return activations
 
 
@@ -626,18 +628,19 @@ def one_hot(label: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.tensor([label]), 10).double()
 
 
-def test_backprop_in_the_page_is_backprop_py(opened: Opened, data_dir: Path) -> None:
-    """20 test digits, each with every label as y: the page's cost, every δ, ∂C/∂w and ∂C/∂b
-    equal backprop.py's on the same float64 weights to 1e-12."""
-    x, _ = load_mnist(data_dir, "test")
+def backprop_differences(
+    opened: Opened, digits: torch.Tensor, activation: str = "sigmoid"
+) -> tuple[dict[str, float], np.ndarray]:
+    """The largest differences between the page's backprop and backprop.py's on the same
+    float64 weights, over the digits, each with every label as y; and the last ∂C/∂w."""
     weights, biases = page_parameters(opened)
     largest = {"cost": 0.0, "delta": 0.0, "nabla_w": 0.0, "nabla_b": 0.0}
-    for digit in x[:20].double():
+    for digit in digits.double():
         packed = opened.page.evaluate(PACK, [[digit.tolist()], [None]])
         values = np.frombuffer(base64.b64decode(packed), dtype="<f8").reshape(10, -1)
         for label in range(10):
-            activations, _ = bp.feedforward(weights, biases, digit[None])
-            nabla_w, nabla_b = bp.backward(weights, activations, one_hot(label))
+            activations, _ = bp.feedforward(weights, biases, digit[None], activation)
+            nabla_w, nabla_b = bp.backward(weights, activations, one_hot(label), activation)
             cost = float(bp.cost(activations[-1], one_hot(label)))
             flat_w = torch.cat([w.flatten() for w in nabla_w]).numpy()
             flat_b = torch.cat(nabla_b).numpy()  # m = 1: ∂C/∂b = δ (BP3)
@@ -651,20 +654,30 @@ def test_backprop_in_the_page_is_backprop_py(opened: Opened, data_dir: Path) -> 
                 ("nabla_b", page_b, flat_b),
             ]:
                 largest[name] = max(largest[name], float(np.abs(page_value - python).max()))
+    return largest, flat_w
+
+
+def test_backprop_in_the_page_is_backprop_py(opened: Opened, data_dir: Path) -> None:
+    """20 test digits, each with every label as y: the page's cost, every δ, ∂C/∂w and ∂C/∂b
+    equal backprop.py's on the same float64 weights to 1e-12."""
+    x, _ = load_mnist(data_dir, "test")
+    largest, flat_w = backprop_differences(opened, x[:20])
     print(f"largest differences, page vs backprop.py: {largest}")
     assert max(largest.values()) <= PARITY
     assert np.abs(flat_w).max() > 1e-3  # gradients that are not all zero
     opened.check_clean()
 
 
-def test_fifty_sgd_steps_in_the_page_are_pythons(opened: Opened, data_dir: Path) -> None:
-    """50 mini-batches of 10 training digits, η 3.0: the page's weights after its sgdStep
-    calls equal those of backprop.py's gradients and w ← w − η ∂C/∂w, to 1e-10."""
+def sgd_steps(
+    opened: Opened, data_dir: Path, steps: int, eta: float, activation: str = "sigmoid"
+) -> tuple[float, list[tuple[float, float]]]:
+    """``steps`` mini-batches of 10 training digits through the page's sgdStep and through
+    sgd.sgd_step on the same float64 weights: the largest difference of the parameters after
+    them, and each step's cost before it (page, Python)."""
     x, targets = load_mnist(data_dir, "train")
     weights, biases = page_parameters(opened)
     generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(x), generator=generator)[:500].reshape(50, 10)
-    eta = 3.0
+    order = torch.randperm(len(x), generator=generator)[: 10 * steps].reshape(steps, 10)
     costs = []
     for batch in order:
         xb, yb = x[batch].double(), targets[batch]
@@ -672,13 +685,17 @@ def test_fifty_sgd_steps_in_the_page_are_pythons(opened: Opened, data_dir: Path)
             "([xs, ys, eta]) => mlp.sgdStep(xs, ys, eta)", [xb.tolist(), yb.tolist(), eta]
         )
         y = torch.nn.functional.one_hot(yb, 10).double()
-        activations, _ = bp.feedforward(weights, biases, xb)
-        costs.append((page_cost, float(bp.cost(activations[-1], y))))
-        nabla_w, nabla_b = bp.backward(weights, activations, y)
-        weights = [w - eta * nw for w, nw in zip(weights, nabla_w)]
-        biases = [b - eta * nb for b, nb in zip(biases, nabla_b)]
+        step = sgd.sgd_step(weights, biases, xb, y, eta, activation=activation)  # in place
+        costs.append((page_cost, float(bp.cost(step.output, y))))
     page_w, page_b = page_parameters(opened)
     difference = max(float((p - q).abs().max()) for p, q in zip(page_w + page_b, weights + biases))
+    return difference, costs
+
+
+def test_fifty_sgd_steps_in_the_page_are_pythons(opened: Opened, data_dir: Path) -> None:
+    """50 mini-batches of 10 training digits, η 3.0: the page's weights after its sgdStep
+    calls equal those of sgd.sgd_step (backprop.py's gradients, w ← w − η ∂C/∂w), to 1e-10."""
+    difference, costs = sgd_steps(opened, data_dir, steps=50, eta=3.0)
     print(f"largest weight difference after 50 steps: {difference:.2e}")
     assert difference <= 1e-10
     np.testing.assert_allclose(*zip(*costs), atol=1e-10, rtol=0)  # the cost before each step
@@ -707,7 +724,7 @@ def test_the_chain_rule_multiplies_to_backprop_and_the_finite_difference_agrees(
     nabla_w = opened.page.evaluate(f"x => mlp.backprop(x, {label}).nabla_w", digit)
     n_in = opened.page.evaluate(f"() => mlp.sizes[{l - 1}]")
     assert c["nabla_w"] == nabla_w[l - 1][j * n_in + i] != 0
-    assert c["a_in"] * c["sigma_prime"] * c["dC_da"] == c["product"]
+    assert c["a_in"] * c["activation_prime"] * c["dC_da"] == c["product"]
     assert c["product"] == pytest.approx(c["nabla_w"], rel=1e-12, abs=0)
     assert c["finite_difference"] == pytest.approx(c["nabla_w"], rel=1e-6, abs=0)
     print(f"layer {l}: relative difference {abs(c['finite_difference'] / c['nabla_w'] - 1):.1e}")
@@ -999,4 +1016,132 @@ def test_what_a_newcomer_met_is_fixed(opened: Opened) -> None:
     opened.state()
     assert opened.page.inner_text("#n-bias-value") == "−1.50"
     assert "-" not in opened.page.inner_text("#n-b")
+    opened.check_clean()
+
+
+# --- ReLU hidden layers (issue 19): the page follows the run's activation ---------------------
+
+
+@pytest.fixture(scope="module")
+def relu_model(data_dir: Path) -> DigitsMLP:
+    """784-16-16-10 with ReLU hidden layers (σ outputs), one epoch of SGD from network2.py's
+    scaled start at η 0.5: over 80 % of the test digits, hidden activations well above 1."""
+    torch.manual_seed(0)
+    model = DigitsMLP(sizes=(784, 16, 16, 10), lr=0.5, init="scaled", activation="relu")
+    return train_by_sgd(model, *load_mnist(data_dir, "train"), epochs=1)
+
+
+@pytest.fixture(scope="module")
+def relu_page(relu_model: DigitsMLP, files: Path, data_dir: Path) -> Path:
+    checkpoint = save_checkpoint(relu_model, files / "relu.ckpt")
+    return write_page(checkpoint, files / "relu.html", data_dir, n_train=200, n_test=100)
+
+
+@pytest.fixture
+def relu_opened(browser: object, relu_page: Path) -> Iterator[Opened]:
+    page = Opened(browser, relu_page)
+    yield page
+    page.page.close()
+
+
+def test_a_relu_page_runs_the_network_as_python_does_and_says_relu(
+    relu_opened: Opened, relu_page: Path, data_dir: Path, files: Path
+) -> None:
+    """Every layer of 20 test digits equals backprop.feedforward(..., "relu") of the
+    checkpoint's model to 1e-5; the page names ReLU and draws each hidden layer on its
+    own scale, its largest a white."""
+    opened = relu_opened
+    model = DigitsMLP.load_from_checkpoint(
+        relu_page.with_suffix(".ckpt"), map_location="cpu", weights_only=True
+    ).eval()
+    assert model.hparams.activation == opened.page.evaluate("() => mlp.activation") == "relu"
+    x, _ = load_mnist(data_dir, "test")
+    x = x[:20]
+    pages = opened.page.evaluate(
+        "xs => xs.map(x => { mlp.setInput(x); return mlp.state().activations; })", x.tolist()
+    )
+    layers = python_layers(model, x)
+    largest = 0.0
+    for l, layer in enumerate(layers):
+        page_layer = np.array([activations[l] for activations in pages])
+        largest = max(largest, float(np.abs(page_layer - layer.numpy()).max()))
+        np.testing.assert_allclose(page_layer, layer.numpy(), atol=TOLERANCE, rtol=0)
+    print(f"ReLU page vs feedforward(relu), largest difference: {largest:.1e}")
+    hidden = np.concatenate([np.array([a[1] for a in pages]), np.array([a[2] for a in pages])])
+    assert hidden.max() > 2 and (hidden == 0).mean() > 0.1  # ReLU: unbounded, exactly 0 below
+    outputs = np.array([activations[-1] for activations in pages])
+    assert ((outputs > 0) & (outputs < 1)).all()  # the outputs stay σ
+
+    # It says so: in the title, under the picture, on the picture, and in a neuron's panel.
+    assert "ReLU" in opened.page.inner_text("h1")
+    assert "hidden layers are ReLU" in opened.page.inner_text("#key-think")
+    opened.page.mouse.click(*neuron_position(opened, 1, 0))
+    opened.page.evaluate(NEXT_FRAME)  # the chain rule panel follows on the next frame
+    assert opened.page.inner_text("#n-f") == "ReLU(z) = max(0, z)"
+    assert "ReLU'(z)" in opened.page.inner_text("#chain-table")
+    opened.page.mouse.click(*neuron_position(opened, 3, 0))
+    opened.page.evaluate(NEXT_FRAME)  # the chain rule panel follows on the next frame
+    assert opened.page.inner_text("#n-f") == "σ(z)"  # the outputs stay σ
+    assert "σ'(z)" in opened.page.inner_text("#chain-table")
+
+    # The brightest neuron of each hidden layer is white, on the largest a of the layer.
+    activations = opened.state()["activations"]
+    opened.page.evaluate(NEXT_FRAME)
+    path = files / "relu.png"
+    opened.page.screenshot(path=str(path))
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    for l in (1, 2):
+        j = int(np.argmax(activations[l]))
+        cx, cy = neuron_position(opened, l, j)
+        assert (rgb[round(cy), round(cx)] >= 250).all()
+    print(f"screenshot: {path}")
+    opened.check_clean()
+
+
+def test_backprop_and_sgd_steps_in_a_relu_page_are_backprop_py(
+    relu_opened: Opened, data_dir: Path
+) -> None:
+    """BP2 with ReLU'(z): every δ, ∂C/∂w and ∂C/∂b of 10 test digits, each with every label,
+    equal backprop.py's with activation "relu" to 1e-12; the chain rule panel multiplies
+    a_in · ReLU'(z) · ∂C/∂a to backprop's ∂C/∂w; 20 SGD steps equal sgd.sgd_step's to 1e-10."""
+    opened = relu_opened
+    x, targets = load_mnist(data_dir, "test")
+    largest, flat_w = backprop_differences(opened, x[:10], "relu")
+    print(f"ReLU: largest differences, page vs backprop.py: {largest}")
+    assert max(largest.values()) <= PARITY
+    assert np.abs(flat_w).max() > 1e-3
+
+    digit, label = x[2].tolist(), int(targets[2])
+    opened.page.evaluate("([x, d]) => mlp.setInput(x, d)", [digit, label])
+    for l in (1, 2):  # the hidden layers: ReLU'(z) is 1 on the strongest gradient's path
+        j, i = strongest_gradient(opened, digit, label, l)
+        c = opened.page.evaluate(f"() => mlp.chainRule({l}, {j}, {i})")
+        assert c["z"] > 0 and c["activation_prime"] == 1
+        assert c["a_in"] * c["activation_prime"] * c["dC_da"] == c["product"] == c["nabla_w"]
+        assert c["finite_difference"] == pytest.approx(c["nabla_w"], rel=1e-6, abs=0)
+    zs = opened.state()["zs"]
+    j = next(j for j, z in enumerate(zs[1]) if z <= 0)  # a ReLU of hidden layer 2 that is off
+    opened.page.evaluate(f"() => mlp.select(2, {j})")
+    assert opened.page.evaluate("() => mlp.landscape()")["gradient"] == [0, 0]
+    opened.page.evaluate(NEXT_FRAME)
+    assert "this ReLU neuron is off for this digit" in opened.page.inner_text("#landscape-note")
+
+    difference, costs = sgd_steps(opened, data_dir, steps=20, eta=0.5, activation="relu")
+    print(f"ReLU: largest weight difference after 20 steps: {difference:.2e}")
+    assert difference <= 1e-10
+    np.testing.assert_allclose(*zip(*costs), atol=1e-10, rtol=0)
+    opened.check_clean()
+
+
+def test_training_a_relu_page_from_random_runs_relu(relu_opened: Opened) -> None:
+    """Train it here on a ReLU page, from N(0, 1) as on every page: it runs ReLU hidden
+    layers throughout (activations above 1) to an end it reports. (N(0, 1) suits σ; ReLU
+    layers learn little from it in two epochs, so no accuracy is asked for.)"""
+    opened = relu_opened
+    result = opened.page.evaluate(
+        "() => mlp.train({epochs: 2, batchSize: 10, eta: 0.05, seed: 1, fromRandom: true})"
+    )
+    print(f"ReLU from random: {result['outcome']}, {result['curve'][-1]}")
+    assert len(result["curve"]) >= 2
+    assert max(max(a) for a in opened.state()["activations"][1:-1]) > 1
     opened.check_clean()

@@ -7,7 +7,7 @@ as grayscale PNG sprites, all as JSON; the script and the style inline. It asks 
 for anything, so it works offline, from a course page, or from ``--serve`` on a remote
 machine. In the browser it converts the drawing as ``mlp_digits.predict`` converts an image
 file, and runs the network, its backpropagation (BP1-BP4) and SGD in float64, so the page and
-Python agree to rounding.
+Python agree to rounding; with the run's hidden activation, σ or ReLU (the outputs are σ).
 
     build_page(model, examples, title, learn)  the HTML text
     pick_examples(model, x, targets)           real test digits, some the network gets wrong
@@ -144,11 +144,18 @@ def learning_data(
     }
 
 
+def activation_of(model: DigitsMLP) -> str:
+    """The hidden layers' activation function of the model: "sigmoid" or "relu"."""
+    return model.hparams.get("activation", "sigmoid")
+
+
 def page_data(model: DigitsMLP, examples: list[dict], learn: dict | None = None) -> dict:
     """Everything the page knows. ``learn``: the digits of "Train it here" (None: no data),
-    and the run's own η and mini-batch size as the page's defaults."""
+    and the run's own η and mini-batch size as the page's defaults. ``activation``: the hidden
+    layers' function, "sigmoid" or "relu" (checkpoints from before ReLU lack it: sigmoid)."""
     return {
         "sizes": list(model.hparams.sizes),
+        "activation": activation_of(model),
         "weights": [float32_base64(layer.weight) for layer in model.layers],
         "biases": [float32_base64(layer.bias) for layer in model.layers],
         "examples": examples,
@@ -224,6 +231,8 @@ def write_page(
             learn["batchSize"] = int(hparams.get("batch_size", 10))
     output = Path(output) if output else default_output(checkpoint)
     title = f"{Path(checkpoint).name}, {'-'.join(map(str, model.hparams.sizes))}"
+    if activation_of(model) == "relu":
+        title += ", ReLU hidden layers"
     text = build_page(model, examples, title, learn)
     size = len(text.encode("utf-8"))
     if size > MAX_PAGE_BYTES:

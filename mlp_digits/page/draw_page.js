@@ -47,6 +47,30 @@
   const off = sizes.slice(1).map((n) => new Uint8Array(n)); // 1: neuron switched off
 
   const sigmoid = (z) => 1 / (1 + Math.exp(-z));
+  const relu = (z) => Math.max(0, z); // ReLU(z) = max(0, z)
+
+  // The hidden layers' activation function, as backprop.py's ``activation``: "sigmoid" (the
+  // book's) or "relu"; the output layer is σ either way, so the outputs stay in (0, 1).
+  const activation = NET.activation || "sigmoid";
+  const RELU = activation === "relu";
+
+  /** Is the layer that weights[l] feeds (zs[l], a[l + 1]) a ReLU layer? Only a hidden one. */
+  const isRelu = (l) => RELU && l < L - 1;
+
+  /** aˡ = f(zˡ) of the layer that weights[l] feeds: ReLU for a hidden layer of a ReLU
+   * network, else σ. */
+  const activate = (l, z) => (isRelu(l) ? relu(z) : sigmoid(z));
+
+  /** f'(z) of the layer that weights[l] feeds, as backprop.activation_prime:
+   * ReLU'(z) = 1 where z > 0, else 0; σ'(z) = σ(z)(1 − σ(z)). */
+  function activationPrime(l, z) {
+    if (isRelu(l)) return z > 0 ? 1 : 0;
+    const s = sigmoid(z);
+    return s * (1 - s);
+  }
+
+  /** The name of the layer's function, for the panels: "ReLU" or "σ". */
+  const activationName = (l) => (isRelu(l) ? "ReLU" : "σ");
 
   /** The index of the largest value: the network's answer, for the output layer. */
   function argmax(values) {
@@ -59,7 +83,8 @@
   const fmt = (v, digits = 4) =>
     Number.isNaN(v) ? "NaN" : (v < 0 ? "−" : "") + Math.abs(v).toFixed(digits);
 
-  /** a⁽ˡ⁺¹⁾ = σ(W⁽ˡ⁾ a⁽ˡ⁾ + b⁽ˡ⁾), layer by layer; a switched-off neuron's activation is 0. */
+  /** a⁽ˡ⁺¹⁾ = f(W⁽ˡ⁾ a⁽ˡ⁾ + b⁽ˡ⁾), layer by layer, f = σ or ReLU (``activate``); a
+   * switched-off neuron's activation is 0. */
   function forward(x) {
     const a = [Float64Array.from(x)];
     const sums = []; // Σ w·a of every neuron, without its bias
@@ -73,7 +98,7 @@
         for (let i = 0; i < nIn; i++) sum += w[row + i] * prev[i];
         s[j] = sum;
         z[j] = sum + biases[l][j];
-        act[j] = off[l][j] ? 0 : sigmoid(z[j]);
+        act[j] = off[l][j] ? 0 : activate(l, z[j]);
       }
       sums.push(s);
       zs.push(z);
@@ -412,6 +437,9 @@
     ? "A red caption (true→answer) marks a digit the network gets wrong."
     : "No test digits in this page (build it with --data-dir pointing at MNIST).";
 
+  // A ReLU network says so under its picture: its hidden layers are drawn on their own scale.
+  document.getElementById("key-relu").hidden = !RELU;
+
   // --- the network picture ----------------------------------------------------------------
 
   const net = document.getElementById("net");
@@ -509,14 +537,24 @@
     ctx.strokeRect(INPUT_X - 0.5, INPUT_Y - 0.5, SIDE * PIXEL + 1, SIDE * PIXEL + 1);
   }
 
+  /** The activation drawn white in layer l >= 1: 1 for σ, whose a lies in (0, 1); a ReLU's
+   * a = max(0, z) has no top, so its layer is drawn on its largest a for this input. */
+  function brightest(state, l) {
+    if (!isRelu(l - 1)) return 1;
+    let top = 0;
+    for (const v of state.a[l]) top = Math.max(top, v);
+    return top;
+  }
+
   function drawNeurons(state) {
     const output = state.a[L];
     const answer = argmax(output);
     ctx.textBaseline = "middle";
     for (let l = 1; l <= L; l++) {
       const { x, ys, r, shown, hidden } = layout[l];
+      const white = brightest(state, l) || 1; // all a = 0: all black
       for (let j = 0; j < shown; j++) {
-        const v = Math.round(255 * state.a[l][j]);
+        const v = Math.round(255 * Math.min(state.a[l][j] / white, 1));
         ctx.beginPath();
         ctx.arc(x, ys[j], r, 0, 2 * Math.PI);
         ctx.fillStyle = `rgb(${v},${v},${v})`;
@@ -563,7 +601,7 @@
     }
   }
 
-  function drawTitles() {
+  function drawTitles(state) {
     ctx.font = "13px system-ui, sans-serif";
     ctx.fillStyle = "#8b93a3";
     ctx.textAlign = "center";
@@ -574,6 +612,16 @@
     for (let l = 1; l <= L; l++) {
       const name = l === L ? "output" : `hidden ${l}`;
       ctx.fillText(`${name} (${sizes[l]})`, layout[l].x, 18);
+      if (isRelu(l - 1)) { // the key to a ReLU layer's brightness, under it
+        const white = brightest(state, l);
+        const room = L > 1 ? layout[2].x - layout[1].x - 8 : Infinity; // between columns
+        ctx.font = "11px system-ui, sans-serif";
+        const long = ctx.measureText("ReLU: brightness").width <= room; // else the short key
+        ctx.fillText(long ? "ReLU: brightness" : "ReLU", layout[l].x, NET_H - 24);
+        const scale = white > 0 ? `a / ${white.toPrecision(3)}` : "all a = 0";
+        ctx.fillText(long && white > 0 ? `= ${scale}` : scale, layout[l].x, NET_H - 10);
+        ctx.font = "13px system-ui, sans-serif";
+      }
     }
     if (showing === "backprop") drawBackpropKey();
   }
@@ -584,7 +632,7 @@
     drawConnections(state);
     drawInput(); // over the connections' ends: they come out of their pixels' rows
     drawNeurons(state);
-    drawTitles();
+    drawTitles(state);
   }
 
   /** The drawn connection within 4 px of canvas point (x, y), or null: { l, j, i }. */
@@ -640,6 +688,7 @@
     $("n-pictures").hidden = l !== 1;
     $("n-bars").hidden = l === 1;
     $("n-grad-picture").hidden = l !== 1;
+    $("n-f").textContent = isRelu(l - 1) ? "ReLU(z) = max(0, z)" : "σ(z)";
     $("n-off").checked = !!off[l - 1][j];
     const b0 = trainedBiases[l - 1][j];
     biasSlider.min = b0 - BIAS_RANGE;
@@ -809,6 +858,7 @@
   // (draw_page_learn.js adds backprop, sgdStep, train and the rest).
   window.mlp = {
     sizes,
+    activation, // of the hidden layers: "sigmoid" or "relu"
     shown: [SIDE * SIDE, ...layout.slice(1).map((c) => c.shown)], // neurons drawn per layer
     position: (l, j) => [layout[l].x, layout[l].ys[j]], // neuron j of layer l on the canvas
     forward: (x) => forward(x),

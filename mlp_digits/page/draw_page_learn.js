@@ -2,6 +2,8 @@
 // The same equations as mlp_digits/backprop.py, one example at a time, in float64:
 //   BP1: δᴸ = (aᴸ − y) ⊙ σ'(zᴸ)          BP3: ∂C/∂bˡ = δˡ
 //   BP2: δˡ = ((Wˡ⁺¹)ᵀ δˡ⁺¹) ⊙ σ'(zˡ)     BP4: ∂C/∂wˡⱼₖ = aˡ⁻¹ₖ δˡⱼ
+// With ReLU hidden layers (NET.activation "relu") they compute aˡ = ReLU(zˡ), and BP2 takes
+// ReLU'(zˡ) in place of σ'(zˡ) (``activationPrime``); the output layer, and BP1, stay σ.
 // and the cost of a mini-batch C = 1/(2m) Σ_x ‖y(x) − a(x)‖², stepped by w ← w − η ∂C/∂w.
 // Indices follow backprop.py: weights[l] feeds the layer whose zs[l] and deltas[l] these are.
 
@@ -19,13 +21,8 @@
     ? fmt(v, Math.max(0, 3 - Math.floor(Math.log10(Math.abs(v)))))
     : (v < 0 ? "−" : "") + Math.abs(v).toExponential(3).replace("e-", "e−"));
 
-  const sigmoidPrime = (z) => {
-    const s = sigmoid(z);
-    return s * (1 - s);
-  };
-
-  /** zˡ = Wˡ aˡ⁻¹ + bˡ and aˡ = σ(zˡ), layer by layer, recording both (a switched-off
-   * neuron's activation is 0, as in the picture). */
+  /** zˡ = Wˡ aˡ⁻¹ + bˡ and aˡ = σ(zˡ) (ReLU(zˡ) in a ReLU network's hidden layers), layer by
+   * layer, recording both (a switched-off neuron's activation is 0, as in the picture). */
   function feedforward(x) {
     const activations = [x], zs = [];
     for (let l = 0; l < L; l++) {
@@ -35,7 +32,7 @@
         let sum = 0;
         for (let i = 0, row = j * nIn; i < nIn; i++) sum += w[row + i] * a[i];
         z[j] = sum + biases[l][j];
-        next[j] = off[l][j] ? 0 : sigmoid(z[j]);
+        next[j] = off[l][j] ? 0 : activate(l, z[j]);
       }
       zs.push(z);
       activations.push(next);
@@ -57,9 +54,9 @@
     const output = activations[L];
     const deltas = new Array(L);
     let delta = new Float64Array(sizes[L]);
-    for (let j = 0; j < sizes[L]; j++) { // BP1: ∂C/∂a = a − y, times σ'(z)
+    for (let j = 0; j < sizes[L]; j++) { // BP1: ∂C/∂a = a − y, times σ'(z) (the outputs are σ)
       const dCda = output[j] - (j === label ? 1 : 0);
-      delta[j] = off[L - 1][j] ? 0 : dCda * sigmoidPrime(zs[L - 1][j]);
+      delta[j] = off[L - 1][j] ? 0 : dCda * activationPrime(L - 1, zs[L - 1][j]);
     }
     deltas[L - 1] = delta;
     for (let l = L - 1; l >= 0; l--) {
@@ -74,8 +71,8 @@
         if (before) for (let i = 0; i < nIn; i++) before[i] += w[row + i] * d;
       }
       if (!before) break;
-      for (let i = 0; i < nIn; i++) { // BP2: a switched-off neuron passes nothing back
-        before[i] = off[l - 1][i] ? 0 : before[i] * sigmoidPrime(zs[l - 1][i]);
+      for (let i = 0; i < nIn; i++) { // BP2, σ' or ReLU': a switched-off neuron passes nothing
+        before[i] = off[l - 1][i] ? 0 : before[i] * activationPrime(l - 1, zs[l - 1][i]);
       }
       delta = before;
       deltas[l - 1] = delta;
@@ -333,13 +330,14 @@
   });
 
   /** ∂C/∂w for weight i → j of layer l, by the chain rule, and the book's check of it:
-   * ∂C/∂w = ∂z/∂w · ∂a/∂z · ∂C/∂a = a_in · σ'(z) · ∂C/∂a, and (C(w + ε) − C(w − ε)) / 2ε. */
+   * ∂C/∂w = ∂z/∂w · ∂a/∂z · ∂C/∂a = a_in · f'(z) · ∂C/∂a, and (C(w + ε) − C(w − ε)) / 2ε;
+   * f' is σ', or ReLU' in a ReLU network's hidden layers. */
   function chainRule(l, j, i) {
     const g = gradientsNow(), label = g.label;
     const nIn = sizes[l - 1], p = j * nIn + i;
     const a_in = g.activations[l - 1][i];
     const z = g.zs[l - 1][j];
-    const sigma_prime = off[l - 1][j] ? 0 : sigmoidPrime(z);
+    const activation_prime = off[l - 1][j] ? 0 : activationPrime(l - 1, z);
     let dC_da = 0; // at the outputs a − y; below, Σ_k w_kj δ_k: what the next layer passes back
     if (l === L) dC_da = g.activations[L][j] - (j === label ? 1 : 0);
     else {
@@ -353,8 +351,8 @@
     const minus = cost(feedforward(input).activations[L], label);
     w[p] = saved;
     return {
-      a_in, z, sigma_prime, dC_da,
-      product: a_in * sigma_prime * dC_da,
+      a_in, z, activation_prime, dC_da,
+      product: a_in * activation_prime * dC_da,
       nabla_w: g.nabla_w[l - 1][p],
       epsilon: EPSILON,
       finite_difference: (plus - minus) / (2 * EPSILON),
@@ -372,11 +370,13 @@
     const { l, j, i } = weightChosen;
     const c = chainRule(l, j, i);
     const from = l === 1 ? `pixel ${i}` : `neuron ${i}`;
+    const f = activationName(l - 1); // σ, or ReLU in a ReLU network's hidden layers
+    const slope = f === "ReLU" ? " (1 where z > 0, else 0)" : "";
     const rows = [
       [`a_in (${from})`, c.a_in, "∂z/∂w: how much w moves z"],
-      ["σ'(z)", c.sigma_prime, `∂a/∂z at z = ${fmt(c.z, 3)}`],
+      [`${f}'(z)`, c.activation_prime, `∂a/∂z at z = ${fmt(c.z, 3)}${slope}`],
       ["∂C/∂a", c.dC_da, l === L ? "a − y (BP1)" : "Σₖ wₖⱼ δₖ: from the layer after (BP2)"],
-      ["∂C/∂w = product", c.product, "a_in · σ'(z) · ∂C/∂a"],
+      ["∂C/∂w = product", c.product, `a_in · ${f}'(z) · ∂C/∂a`],
       ["∂C/∂w by backprop", c.nabla_w, "δ · a_in (BP4)"],
     ];
     $("chain-table").innerHTML = rows.map(([name, v, why]) =>
@@ -469,16 +469,18 @@
     if (!toScale && length > 0) [dx, dy] = [(dx / length) * 40, (dy / length) * 40];
     c.strokeStyle = c.fillStyle = "#fff";
     c.lineWidth = 2;
-    c.beginPath();
-    c.moveTo(px, py);
-    c.lineTo(px + dx, py + dy);
-    c.stroke();
-    const angle = Math.atan2(dy, dx);
-    c.beginPath();
-    c.moveTo(px + dx, py + dy);
-    c.lineTo(px + dx - 8 * Math.cos(angle - 0.4), py + dy - 8 * Math.sin(angle - 0.4));
-    c.lineTo(px + dx - 8 * Math.cos(angle + 0.4), py + dy - 8 * Math.sin(angle + 0.4));
-    c.fill();
+    if (length > 0) { // ∇C = 0 (a ReLU that is off): no arrow, not one pointing anywhere
+      c.beginPath();
+      c.moveTo(px, py);
+      c.lineTo(px + dx, py + dy);
+      c.stroke();
+      const angle = Math.atan2(dy, dx);
+      c.beginPath();
+      c.moveTo(px + dx, py + dy);
+      c.lineTo(px + dx - 8 * Math.cos(angle - 0.4), py + dy - 8 * Math.sin(angle - 0.4));
+      c.lineTo(px + dx - 8 * Math.cos(angle + 0.4), py + dy - 8 * Math.sin(angle + 0.4));
+      c.fill();
+    }
     c.beginPath();
     c.arc(px, py, 5, 0, 2 * Math.PI);
     c.fillStyle = "#ff5252";
@@ -490,10 +492,15 @@
       first.l === L ? `output ${first.j}` : `neuron ${first.j} of hidden layer ${first.l}`}: ` +
       `from ${name(first)} (across) and from ${name(second)} (up), each ±${SPAN} around ` +
       "where it was when picked; every other weight as it is now.";
+    // A ReLU with z ≤ 0 passes no gradient back: its weights have ∇C = 0, and no arrow.
+    const flat = length === 0 && isRelu(first.l - 1) && state.zs[first.l - 1][first.j] <= 0;
     $("landscape-note").textContent = `C from ${fmt(low)} (dark) to ${fmt(high)} (yellow); ` +
-      `here ${fmt(view.cost)} (red dot). Arrow: ${toScale ? `the step −η∇C, to scale`
-        : "the direction of −∇C (the step itself is too " + (length < 8 ? "short" : "long") +
-          " to draw to scale)"}; ∇C = (${sig(view.gradient[0])}, ${sig(view.gradient[1])}).`;
+      `here ${fmt(view.cost)} (red dot). ` + (flat ? "No arrow: this ReLU neuron is off for " +
+        "this digit (z ≤ 0, so ReLU'(z) = 0), and its weights get no gradient from it"
+        : `Arrow: ${toScale ? `the step −η∇C, to scale`
+          : "the direction of −∇C (the step itself is too " + (length < 8 ? "short" : "long") +
+            " to draw to scale)"}`) +
+      `; ∇C = (${sig(view.gradient[0])}, ${sig(view.gradient[1])}).`;
   }
 
   // --- take a step, undo it ---------------------------------------------------------------
@@ -656,16 +663,18 @@
     return { curve: curve.slice(), digitsPerSecond: speed, outcome };
   }
 
-  /** A measured sentence on how many neurons are saturated (σ'(z) < 0.001) on the test digits. */
+  /** A measured sentence on how many neurons are flat (f'(z) < 0.001: saturated σ, or a
+   * ReLU at z ≤ 0) on the test digits. */
   function saturated(test) {
     let flat = 0, all = 0;
     for (let k = 0; k < Math.min(test.count, 100); k++) {
-      for (const z of feedforward(test.x(k)).zs) {
-        for (const v of z) { all++; if (sigmoidPrime(v) < 1e-3) flat++; }
-      }
+      feedforward(test.x(k)).zs.forEach((z, l) => {
+        for (const v of z) { all++; if (activationPrime(l, v) < 1e-3) flat++; }
+      });
     }
     return `on the first test digits ${(100 * flat / all).toFixed(0)} % of the neurons are ` +
-      "saturated (σ'(z) < 0.001), so their gradients have all but vanished.";
+      (RELU ? "flat (σ'(z) < 0.001 at the outputs, ReLU'(z) = 0 where z ≤ 0 in the hidden " +
+        "layers)" : "saturated (σ'(z) < 0.001)") + ", so their gradients have all but vanished.";
   }
 
   function drawCurve() {
