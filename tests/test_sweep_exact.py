@@ -34,13 +34,14 @@ COMMON += ["--max-epochs", "1", "--accelerator", "cpu"]
 
 
 def train_py(
-    tmp: Path, seed: int, lr: float, backprop: str, precision: str, batch: int = 10
-) -> dict:
+    tmp: Path, seed: int, lr: float, backprop: str, precision: str, batch: int = 10,
+    activation: str = "sigmoid", init: str = "gaussian",
+) -> dict:  # fmt: skip
     """train.py's run: its final weights and its test count (the best epoch is the only one)."""
     args = cli.train_parser().parse_args(
         [*COMMON, "--seed", str(seed), "--lr", str(lr), "--backprop", backprop,
          "--precision", precision, "--logdir", str(tmp / f"single{seed}"), "--images-every", "0",
-         "--batch-size", str(batch)]
+         "--batch-size", str(batch), "--activation", activation, "--init", init]
     )  # fmt: skip
     run = build_run(args)
     run.trainer.fit(run.model, datamodule=run.datamodule)
@@ -49,12 +50,15 @@ def train_py(
     return {"state": state, "test_correct": int(run.trainer.callback_metrics["test/correct"])}
 
 
-def sweep_stack(tmp: Path, backprop: str, precision: str, batch: int = 10) -> dict:
+def sweep_stack(
+    tmp: Path, backprop: str, precision: str, batch: int = 10, configs: list[Config] | None = None
+) -> dict:
     """The three networks trained as one stack by the sweep's own path."""
     args = sweep_grid.parser().parse_args(
         [*COMMON, "--backprop", backprop, "--precision", precision, "--logdir", str(tmp)]
     )
-    nets = [Network(i, Config(SIZES, lr, batch), seed) for i, (seed, lr) in enumerate(NETS)]
+    configs = configs or [Config(SIZES, lr, batch) for _, lr in NETS]
+    nets = [Network(i, c, seed) for i, (c, (seed, _)) in enumerate(zip(configs, NETS))]
     progress = sweep.SweepProgress(0, show_bar=False)
     stack_dir = tmp / "stack"
     stack_dir.mkdir()
@@ -103,3 +107,22 @@ def test_uint8_pixels_become_exactly_load_mnists_floats() -> None:
     u8 = x.mul(255).round_().to(torch.uint8)
     assert torch.equal(pixels(u8, torch.float32), x)
     assert torch.equal(pixels(u8, torch.float64), x.double())  # what 64-true makes of x
+
+
+@pytest.mark.filterwarnings("ignore:the output layer is saturated")  # ReLU from N(0, 1) does
+def test_a_relu_network_of_a_stack_equals_its_train_py_run(tmp_path: Path) -> None:
+    """ReLU hidden layers, float64, manual backprop; network 1 starts from the scaled init
+    and the others from N(0, 1), in one stack, as a sweep with --init gaussian scaled has it."""
+    inits = ["gaussian", "scaled", "gaussian"]
+    lrs = [0.1, 0.3, 0.05]
+    configs = [Config(SIZES, lr, 10, activation="relu", init=init) for lr, init in zip(lrs, inits)]
+    record = sweep_stack(tmp_path, "manual", "64", configs=configs)
+    assert record["hparams"]["activation"] == "relu"
+    for k, ((seed, _), lr, init) in enumerate(zip(NETS, lrs, inits)):
+        single = train_py(tmp_path, seed, lr, "manual", "64", activation="relu", init=init)
+        for l, (w, b) in enumerate(record["best"]):
+            assert float((w[k] - single["state"][f"layers.{l}.weight"]).abs().max()) <= 1e-10
+            assert float((b[k] - single["state"][f"layers.{l}.bias"]).abs().max()) <= 1e-10
+        assert int(record["history"]["test_correct"][0, k]) == single["test_correct"]
+    dead = record["history"]["dead_fraction"][-1]
+    assert dead.shape == (3,) and bool(((dead >= 0) & (dead <= 1)).all())
