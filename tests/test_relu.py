@@ -7,15 +7,23 @@ written here, float64 central finite differences of the cost, and the NumPy netw
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, save_checkpoint, train_by_sgd, write_mnist
+from PIL import Image
 from torch import Tensor
 
 from mlp_digits import backprop as bp
 from mlp_digits import book, cli, sgd
+from mlp_digits.data import load_mnist
 from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.network import initial_parameters
+from mlp_digits.page.predict import image_to_mnist, load_model, predict_files
 
 SIZES = (784, 16, 16, 10)
 
@@ -123,3 +131,44 @@ def test_an_unknown_activation_is_one_line_listing_the_allowed(capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("usage:")  # the usage line, then the one error
     assert "--activation: invalid choice: 'tanh'" in err[1] and "'sigmoid', 'relu'" in err[1]
+
+
+def test_a_relu_checkpoint_through_predict_py_and_evaluate_py(tmp_path: Path) -> None:
+    """The checkpoint carries the activation: predict.py's outputs and evaluate.py's count are
+    those of the ReLU forward pass written here (a σ forward would give others)."""
+    data = write_mnist(tmp_path / "data", n_train=300, n_test=100)
+    x, targets = load_mnist(data, "train")
+    torch.manual_seed(0)
+    model = train_by_sgd(DigitsMLP(activation="relu", init="scaled", lr=0.3), x, targets, 2)
+    path = save_checkpoint(model, tmp_path / "relu.ckpt")
+    loaded = load_model(path)
+    assert loaded.hparams.activation == "relu"
+
+    def relu_forward(pixels: Tensor) -> Tensor:
+        ws = [w.detach().double() for w in loaded.weights]
+        bs = [b.detach().double() for b in loaded.biases]
+        return torch.sigmoid(cost_free_hidden(ws, bs, pixels.double()) @ ws[-1].T + bs[-1])
+
+    image = Image.fromarray((x[0].view(28, 28).numpy() * 255).astype("uint8"))
+    image.save(tmp_path / "digit.png")
+    (result,) = predict_files(loaded, [tmp_path / "digit.png"])
+    expected = relu_forward(image_to_mnist(Image.open(tmp_path / "digit.png"))[None])[0]
+    assert np.abs(np.array(result["activations"]) - expected.numpy()).max() < 1e-5
+
+    test_x, test_targets = load_mnist(data, "test")
+    correct = int((relu_forward(test_x).argmax(dim=1) == test_targets).sum())
+    run = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "evaluate.py"), "--checkpoint", str(path),
+         "--data-dir", str(data), "--no-download", "--accelerator", "cpu"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0].startswith(f"Test: {correct} / {len(test_x)} correct")
+
+
+def cost_free_hidden(weights: list[Tensor], biases: list[Tensor], x: Tensor) -> Tensor:
+    """The last hidden layer's activations with ReLU hidden layers, written out here."""
+    a = x
+    for w, b in zip(weights[:-1], biases[:-1]):
+        a = torch.clamp(a @ w.T + b, min=0)
+    return a
