@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -331,9 +332,13 @@ def checkpoint_dir(stack_dir: Path, rank: int, world: int) -> Path:
 
 
 def saved_step(path: Path) -> int | None:
-    if not path.is_file():
+    """The SGD step of a last.ckpt; None if there is none, or only part of one (a process
+    killed while it wrote)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError):
         return None
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("sgd_steps")
+    return checkpoint.get("sgd_steps")
 
 
 def plan_stack(stack_dir: Path, nets: list[Network], label: str, world: int) -> list | None:
