@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 
 import torch
+from lightning.fabric.plugins.environments import TorchElasticEnvironment
 from lightning.pytorch.strategies import StrategyRegistry
 
 from mlp_digits.backprop import ACTIVATIONS
@@ -165,12 +166,19 @@ def add_gradient_flags(parser: argparse.ArgumentParser, many: bool = False) -> N
 
 
 def add_device_flags(parser: argparse.ArgumentParser, devices_help: str) -> None:
-    """--accelerator, --devices, --strategy, --precision, --max-epochs: shared by train.py
-    and sweep.py."""
+    """--accelerator, --devices, --num-nodes, --strategy, --precision, --max-epochs: shared by
+    train.py and sweep.py."""
     parser.add_argument(
         "--accelerator", choices=["cpu", "gpu", "auto"], default="auto", help="(default: auto)"
     )
     parser.add_argument("--devices", default="auto", help=devices_help)
+    parser.add_argument(
+        "--num-nodes",
+        type=positive_int,
+        default=1,
+        help="machines, each running --devices processes (under torchrun: its --nnodes; "
+        "default: 1)",
+    )
     parser.add_argument(
         "--strategy", default="auto", help="Lightning strategy, e.g. ddp (default: auto)"
     )
@@ -300,6 +308,27 @@ def check_device_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error(f"--strategy {args.strategy} is not one of: {', '.join(strategies)}")
     if args.devices != "auto" and not (args.devices.isdigit() and int(args.devices) >= 1):
         parser.error(f"--devices {args.devices}: give a number of devices (1, 2, ...) or auto")
+    if TorchElasticEnvironment.detect():  # torchrun started this process, and the others
+        started, per_node = int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_WORLD_SIZE"])
+        if processes(args) != started:
+            parser.error(
+                f"--devices {args.devices} --num-nodes {args.num_nodes}: torchrun started "
+                f"{started} processes, {per_node} per node; give --devices {per_node} "
+                f"--num-nodes {started // per_node}"
+            )
+
+
+def processes(args: argparse.Namespace) -> int:
+    """The run's processes: --devices on each of --num-nodes machines (Lightning's "auto"
+    devices: every GPU, or one process on the CPU)."""
+    if str(args.devices).isdigit():
+        devices = int(args.devices)
+    else:
+        gpu = args.accelerator == "gpu" or (
+            args.accelerator == "auto" and torch.cuda.is_available()
+        )
+        devices = torch.cuda.device_count() if gpu else 1
+    return devices * args.num_nodes
 
 
 def given_flags(

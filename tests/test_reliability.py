@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import REPO, write_mnist
 
+from mlp_digits import backprop as bp
 from mlp_digits import cli
 from mlp_digits.lightning.datamodule import MNISTDataModule
 from mlp_digits.lightning.model import DigitsMLP
@@ -238,7 +239,8 @@ def first_non_finite_step(data_dir: Path, lr: float) -> int:
     for xs, targets in loader:
         for x, t in zip(xs, targets, strict=True):
             step += 1
-            if not torch.isfinite(model.sgd_step(x, model.one_hot(t))):
+            y = model.one_hot(t)
+            if not torch.isfinite(bp.cost(model.sgd_step(x, y), y)):  # the cost before the step
                 return step
     raise AssertionError("no non-finite cost")
 

@@ -267,32 +267,6 @@ def test_a_stopped_sweep_resumes_to_the_same_results(tmp_path: Path) -> None:
         assert torch.equal(wa, wb) and torch.equal(ba, bb)  # bit-identical
 
 
-def test_ddp_splits_the_networks_and_gives_the_same_results(
-    tiny_mnist: Path, tmp_path: Path
-) -> None:
-    flags = ["--data-dir", str(tiny_mnist), "--no-download", "--val-size", "100"]
-    flags += ["--max-epochs", "1", "--seeds", "0-2", "--lr", "1", "3", "--accelerator", "cpu"]
-    script = [sys.executable, str(REPO / "scripts" / "sweep.py"), *flags]
-    ddp = subprocess.run(
-        [*script, "--devices", "2", "--strategy", "ddp", "--logdir", str(tmp_path / "ddp")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "6 networks in 1 stack(s)" in ddp.stdout
-    folder = tmp_path / "ddp" / "sweep" / "version_0"
-    assert sorted(p.name for p in (folder / "stacks" / "stack0").glob("result-*")) == [
-        "result-rank0.pt",
-        "result-rank1.pt",
-    ]
-    one = subprocess.run(
-        [*script, "--logdir", str(tmp_path / "one")], capture_output=True, text=True, timeout=300
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
-    assert read_csv(folder / "results.csv") == read_csv(
-        tmp_path / "one" / "sweep" / "version_0" / "results.csv"
-    )
-
-
 @pytest.mark.parametrize("backprop", ["autograd", "manual"])
 def test_a_stack_step_keeps_no_autograd_tape(backprop: str) -> None:
     """The outputs a step returns are kept until the chunk's costs: a tape on them would keep

@@ -359,6 +359,7 @@ def build_run(args: Namespace, extra_callbacks: Sequence[Callback] = ()) -> Run:
     trainer = L.Trainer(
         accelerator=args.accelerator,
         devices=args.devices,
+        num_nodes=args.num_nodes,
         strategy=args.strategy,
         precision=PRECISIONS[str(args.precision)],
         max_epochs=args.max_epochs,
