@@ -44,7 +44,7 @@ from mlp_digits.data import (
 )
 from mlp_digits.lightning.checkpoint import SaveCheckpoints, one_line
 from mlp_digits.lightning.training import PRECISIONS, Interrupted, StopOnSignal, quiet_lightning
-from mlp_digits.sweep.grid import Network, build_grid, group_stacks
+from mlp_digits.sweep.grid import Network, build_grid, group_stacks, preset_epochs
 from mlp_digits.sweep.stack import StackData, StackedMLP, stack_bytes
 
 
@@ -521,6 +521,8 @@ def run_sweep(args: Namespace) -> int:
 
     quiet_lightning()
     torch.set_num_threads(args.num_threads)
+    if not args.resume:
+        args.max_epochs = preset_epochs(args)  # the video preset's 60, unless --max-epochs
     fabric = start_processes(args)
     folder = agreed_folder(args, fabric)
     args.data_dir = str(Path(args.data_dir).expanduser().resolve())  # found from anywhere
