@@ -26,6 +26,7 @@ from mlp_digits import cli
 from mlp_digits.bench import report as benchmark_report
 from mlp_digits.bench import sweep as sweep_bench
 from mlp_digits.bench.ways import WAYS
+from mlp_digits.sweep import grid as sweep_grid
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -46,7 +47,12 @@ def parser() -> argparse.ArgumentParser:
     add("--max-seconds", type=cli.positive_float, default=2.0, help="limit per timed epoch")
     add("--warmup-seconds", type=float, default=1.0)
     add("--accelerator", choices=["cpu", "gpu"], default="cpu")
-    add("--num-threads", type=cli.positive_int, default=1, help="torch threads (default: 1)")
+    add(
+        "--num-threads",
+        type=cli.positive_int,
+        default=None,
+        help="torch threads (default: each command's own: 1 as train.py, every core as a sweep)",
+    )
     add(
         "--images-every",
         type=cli.non_negative_int,
@@ -69,6 +75,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.synthetic_size, args.epochs, args.max_seconds, args.warmup_seconds = 2000, 1, 0.5, 0.2
         args.synthetic = args.synthetic or args.data_dir is None
     args.val_size = args.val_size or (200 if args.quick else 10_000)
+    if args.num_threads is None:  # what train.py, or a sweep, uses unless told otherwise
+        defaults = sweep_grid.parser() if args.sweep else cli.train_parser()
+        args.num_threads = defaults.get_default("num_threads")
     if args.data_dir is None and not args.synthetic and SHARED_MNIST.is_dir():
         args.data_dir = SHARED_MNIST
     if args.synthetic and args.data_dir is not None:
