@@ -28,6 +28,7 @@ def test_the_relu_preset_trains_sigmoid_and_relu_over_several_eta_five_seeds_eac
     assert all(c.sizes == (784, 16, 16, 10) and c.batch_size == 10 for c in configs)
     for activation in ("sigmoid", "relu"):
         assert len({c.lr for c in configs if c.activation == activation}) >= 3
+        assert {c.init for c in configs if c.activation == activation} == {"gaussian", "scaled"}
     relu_lrs = {c.lr for c in configs if c.activation == "relu"}
     assert min(relu_lrs) < min(c.lr for c in configs if c.activation == "sigmoid")
     assert all(sum(n.config == c for n in networks) == 5 for c in configs)
@@ -76,13 +77,18 @@ def test_the_relu_presets_tables_come_from_results_csv(tmp_path: Path) -> None:
     header, *lines = ease.splitlines()
     for column in ("epochs to 90%", "best val %", "test % at it", "diverged/stalled", "dead ReLU"):
         assert column in header
-    configs = {(r["activation"], float(r["lr"])) for r in rows}
-    assert len(lines) == len(configs) == 7 and len(main.splitlines()) == 2 + 7
+    configs = {(r["activation"], r["init"], float(r["lr"])) for r in rows}
+    assert len(lines) == len(configs) == 14 and len(main.splitlines()) == 2 + 14
 
     for line in lines:
         activation = "relu" if " relu " in line else "sigmoid"
+        init = "scaled" if " scaled " in line else "gaussian"
         lr = float(line.split("η=")[1].split()[0])
-        group = [r for r in rows if (r["activation"], float(r["lr"])) == (activation, lr)]
+        group = [
+            r
+            for r in rows
+            if (r["activation"], r["init"], float(r["lr"])) == (activation, init, lr)
+        ]
         assert len(group) == 2
         fields = line.split()
         ok = [r for r in group if r["diverged"] == "False"]

@@ -65,9 +65,11 @@ PRESETS: dict[str, list[Config]] = {
         Config((784, 16, 16, 10), 3.0, 10, "about 96% (video)"),
     ]
 }
-PRESETS["relu"] = [  # "ReLU is easier to train": the same network, sigmoid or ReLU hidden layers
-    Config((784, 16, 16, 10), lr, 10, activation=f)
+PRESETS["relu"] = [  # "ReLU is easier to train": sigmoid or ReLU hidden layers, each from the
+    # book's N(0, 1) start and from the scaled one, over the η that suit each
+    Config((784, 16, 16, 10), lr, 10, activation=f, init=init)
     for f, lrs in (("sigmoid", (0.3, 1.0, 3.0)), ("relu", (0.03, 0.1, 0.3, 1.0)))
+    for init in ("gaussian", "scaled")
     for lr in lrs
 ]
 # "About 96 %" (video 1): the book's defaults beside the recipe that a sweep within the book's
