@@ -69,3 +69,17 @@ def test_a_stack_starts_each_network_where_its_seed_does() -> None:
         assert all(torch.equal(w[k], o) for w, o in zip(weights, own_w, strict=True))
         assert all(torch.equal(b[k], o) for b, o in zip(biases, own_b, strict=True))
     assert not torch.equal(weights[0][0], weights[0][1])
+
+
+def test_the_books_core_imports_without_lightning() -> None:
+    """network, backprop, sgd and data: the book's core, as light as network.py."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlp_digits.network, mlp_digits.backprop, mlp_digits.sgd, mlp_digits.data\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'torchmetrics',"
+        " 'pytorch_lightning', 'matplotlib'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
