@@ -211,8 +211,11 @@ def write_csv(path: Path, results: list[Result], args: Namespace) -> None:
 
 
 def palette(i: int, n: int) -> tuple[float, ...]:
-    """Colour i of n, each distinct: tab10 up to 10, tab20's 20 beyond, then around again."""
-    return plt.cm.tab10(i % 10) if n <= 10 else plt.cm.tab20(i % 20)
+    """Colour i of n, each distinct: tab10 up to 10; beyond, tab20's ten strong colours first
+    and then their pale pairs (in tab20's own order a colour's pair is its neighbour)."""
+    if n <= 10:
+        return plt.cm.tab10(i % 10)
+    return plt.cm.tab20((2 * i) % 20 + (i // 10) % 2)
 
 
 def figures(results: list[Result]) -> dict[str, plt.Figure]:
@@ -243,7 +246,12 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set(xlabel="epoch", ylabel="test accuracy (%)",
            title="Test accuracy per epoch: each configuration's mean over its seeds")  # fmt: skip
-    ax.legend(fontsize=7, loc="lower right")
+    if len(groups) > 6:  # a long legend beside the curves, not over them
+        fig.set_size_inches(13, 5.5)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+    else:
+        ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     out["accuracy_per_epoch"] = fig
 
