@@ -224,7 +224,7 @@ def test_sgd_step_returns_the_output_before_the_update(backprop: str) -> None:
     weights, biases = numpy_params(model)
     a = np_feedforward(weights, biases, x.numpy())
 
-    output = model.sgd_step(x, y)
+    output = model.sgd_step(x, y).output
 
     assert output.shape == (10, 10) and not output.requires_grad
     np.testing.assert_allclose(output.numpy(), a, rtol=0, atol=1e-12)
@@ -319,7 +319,7 @@ def test_checkpoint_round_trip_restores_hparams_and_outputs(
 def logged_check(model: DigitsMLP, x: Tensor, y: Tensor) -> dict[str, float]:
     """What ``check_gradients`` logs on the mini-batch (x, y), by tag."""
     model.step_scalars = []
-    model.check_gradients(x, y)
+    model.check_gradients(x, y, 1)
     return {tag: float(value) for tag, value, _ in model.step_scalars}
 
 

@@ -240,7 +240,7 @@ def first_non_finite_step(data_dir: Path, lr: float) -> int:
         for x, t in zip(xs, targets, strict=True):
             step += 1
             y = model.one_hot(t)
-            if not torch.isfinite(bp.cost(model.sgd_step(x, y), y)):  # the cost before the step
+            if not torch.isfinite(bp.cost(model.sgd_step(x, y).output, y)):  # before the step
                 return step
     raise AssertionError("no non-finite cost")
 

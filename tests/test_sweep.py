@@ -136,13 +136,13 @@ def diverging_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     sweep.check_args(parser, args)
     sgd_step = StackedMLP.sgd_step
 
-    def overflowing_sgd_step(self: StackedMLP, x: torch.Tensor, targets: torch.Tensor):
+    def overflowing_sgd_step(self: StackedMLP, x: torch.Tensor, targets: torch.Tensor, *rest):
         if self.current_epoch == 1:
             with torch.no_grad():
                 for k, lr in enumerate(self.hparams.lrs):
                     if lr == POISONED_LR:
                         self.weights[0][k].fill_(float("inf"))
-        return sgd_step(self, x, targets)
+        return sgd_step(self, x, targets, *rest)
 
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
@@ -275,7 +275,7 @@ def test_a_stack_step_keeps_no_autograd_tape(backprop: str) -> None:
     x = torch.randint(0, 256, (2, 10, 784), dtype=torch.uint8)
     y = model.one_hot(torch.randint(0, 10, (2, 10)))
     with torch.enable_grad():  # as in Lightning's training step
-        outputs = model.sgd_step(x, y)
+        outputs = model.sgd_step(x, y).output
     assert outputs.shape == (2, 10, 10)
     assert outputs.grad_fn is None and not outputs.requires_grad
 

@@ -18,8 +18,9 @@ What follows from that choice is all here, so that the model can read like the b
 - Several processes (DDP): ``average_over_processes`` averages a step's gradients with one
   all-reduce, and a non-finite cost seen by any rank stops every rank at the same chunk.
 
-A subclass implements ``one_hot(targets)``, the desired outputs y(x), and ``sgd_step(x, y)``:
-one update on one mini-batch, returning the output aᴸ it computed before the update.
+A subclass implements ``one_hot(targets)``, the desired outputs y(x), and ``sgd_step(x, y,
+number)``: update number ``number`` (counted from 1) on one mini-batch, returning its
+``sgd.Step`` (the output aᴸ before the update and the gradients).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor
 
 from mlp_digits import backprop as bp
+from mlp_digits.sgd import Step
 
 LOG_EVERY_N_STEPS = 100  # interval of the train/cost curve, in SGD steps
 
@@ -51,13 +53,14 @@ class ChunkedSGD(L.LightningModule):
         self.recent_costs: list[Tensor] = []
         self.epoch_costs: list[Tensor] = []
         self.next_log_step: int | None = None
+        self.last_step: Step | None = None
 
     def one_hot(self, targets: Tensor) -> Tensor:
         """The desired outputs y(x) for class indices ``targets``."""
         raise NotImplementedError
 
-    def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD update on the mini-batch (x, y); returns its output aᴸ before the update."""
+    def sgd_step(self, x: Tensor, y: Tensor, number: int | None = None) -> Step:
+        """SGD update ``number`` (by default the next) on the mini-batch (x, y)."""
         raise NotImplementedError
 
     def configure_optimizers(self) -> None:
@@ -76,9 +79,12 @@ class ChunkedSGD(L.LightningModule):
         ys = self.one_hot(targets)  # the whole chunk's at once
         first_step = self.sgd_steps + 1
         outputs = []
-        for x, y in zip(xs, ys):
-            outputs.append(self.sgd_step(x, y))
-            self.sgd_steps += 1
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            step = self.sgd_step(x, y, first_step + k)
+            outputs.append(step.output)
+        # Counted once per chunk: assigning a module's attribute costs about a tenth of a step.
+        self.sgd_steps += len(outputs)
+        self.last_step = step  # the gradients of the epoch's last step, for the histograms
         # The K mini-batches' costs C = 1/(2m) Σ_x ‖y(x) − a(x)‖² (each before its own step),
         # in one operation: the same numbers as one cost per step, for a fraction of the time.
         costs = bp.cost(torch.stack(outputs), ys)

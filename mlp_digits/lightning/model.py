@@ -95,7 +95,6 @@ class DigitsMLP(ChunkedSGD):
         # The book's lists of Wˡ and bˡ: the layers' own tensors, named for the equations.
         self.weights = [layer.weight for layer in self.layers]
         self.biases = [layer.bias for layer in self.layers]
-        self.last_gradients: tuple[list[Tensor], list[Tensor]] = ([], [])  # for the histograms
 
         n_classes = sizes[-1]
         self.val_cost, self.test_cost = MeanMetric(), MeanMetric()
@@ -115,19 +114,19 @@ class DigitsMLP(ChunkedSGD):
 
     # --- learning -------------------------------------------------------------------------
 
-    def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One step of SGD on the mini-batch (x, y); returns its output aᴸ before the update."""
-        if self.check_every and (self.sgd_steps + 1) % self.check_every == 0:
-            self.check_gradients(x, y)
+    def sgd_step(self, x: Tensor, y: Tensor, number: int | None = None) -> sgd.Step:
+        """SGD step ``number`` (by default the next) on the mini-batch (x, y): its output aᴸ
+        before the update, and the gradients it took."""
+        number = self.sgd_steps + 1 if number is None else number
+        if self.check_every and number % self.check_every == 0:
+            self.check_gradients(x, y, number)
         # Several processes: each has a share of the mini-batch; all step by their mean gradient.
         average = self.average_over_processes if self.world_size > 1 else None
-        step = sgd.sgd_step(
+        return sgd.sgd_step(
             self.weights, self.biases, x, y, self.lr, self.backprop, average, self.activation
         )
-        self.last_gradients = (step.nabla_w, step.nabla_b)
-        return step.output
 
-    def check_gradients(self, x: Tensor, y: Tensor) -> None:
+    def check_gradients(self, x: Tensor, y: Tensor, number: int) -> None:
         """Log ‖manual − autograd‖ / ‖autograd‖ for every tensor, on this step's mini-batch."""
         _, *manual = sgd.gradients(self.weights, self.biases, x, y, "manual", self.activation)
         _, *auto = sgd.gradients(self.weights, self.biases, x, y, "autograd", self.activation)
@@ -135,7 +134,7 @@ class DigitsMLP(ChunkedSGD):
             for l, (m, g) in enumerate(zip(manual_grads, auto_grads)):
                 rel_error = (m - g).norm() / g.norm().clamp_min(torch.finfo(g.dtype).tiny)
                 tag = f"grad_check/rel_error/layers.{l}.{kind}"
-                self.log_step_scalar(tag, rel_error, self.sgd_steps + 1)
+                self.log_step_scalar(tag, rel_error, number)
 
     # --- evaluation -----------------------------------------------------------------------
 

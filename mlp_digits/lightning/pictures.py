@@ -293,10 +293,11 @@ class TensorBoardPictures(L.Callback):
             writer.add_image("images/confusion_matrix", picture, step, dataformats="HWC")
         for name, param in pl_module.named_parameters():
             write_histogram(writer, f"weights/{name}", param, step)
-        for kind, grads in zip(("weight", "bias"), pl_module.last_gradients):
+        last = pl_module.last_step
+        for kind, grads in zip(("weight", "bias"), (last.nabla_w, last.nabla_b) if last else ()):
             for l, grad in enumerate(grads):
                 write_histogram(writer, f"gradients/layers.{l}.{kind}", grad, step)
-        pl_module.last_gradients = ([], [])  # written once: a validation without training has none
+        pl_module.last_step = None  # written once: a validation without training has none
 
     def confusion_picture(self, confusion: Tensor) -> np.ndarray:
         """``ConfusionPicture`` of the matrix, the picture's background kept between calls."""

@@ -231,9 +231,9 @@ class StackedMLP(ChunkedSGD):
 
     # --- training -------------------------------------------------------------------------
 
-    def sgd_step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One SGD update of every network on its own mini-batch; returns the N outputs aᴸ
-        (N, B, 10) before the update.
+    def sgd_step(self, x: Tensor, y: Tensor, number: int | None = None) -> sgd.Step:
+        """One SGD update of every network on its own mini-batch: the N outputs aᴸ
+        (N, B, 10) before it, and the gradients.
 
         x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs.
         """
@@ -242,7 +242,7 @@ class StackedMLP(ChunkedSGD):
         weights, biases = list(self.weights), list(self.biases)
         return sgd.sgd_step(
             weights, biases, x, y, self.lr, self.hparams.backprop, activation=activation
-        ).output
+        )
 
     def steps_per_epoch(self) -> int:
         return self.trainer.train_dataloader.steps_per_epoch()
