@@ -74,10 +74,16 @@ class ChunkedBatches:
         batches = order[: n_full * self.batch_size].view(n_full, self.batch_size)
         for start in range(skip, n_full, self.steps_per_chunk):
             idx = batches[start : start + self.steps_per_chunk]
-            yield self.x[idx], self.targets[idx]
+            yield self.gather(idx)
         if len(order) > n_full * self.batch_size and skip <= n_full:
-            idx = order[n_full * self.batch_size :].unsqueeze(0)
-            yield self.x[idx], self.targets[idx]
+            yield self.gather(order[n_full * self.batch_size :].unsqueeze(0))
+
+    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The images and labels of indices ``idx`` (any shape): ``index_select`` of the flat
+        indices, an order of magnitude faster than advanced indexing with ``idx`` itself."""
+        flat = idx.flatten()
+        x = self.x.index_select(0, flat).view(*idx.shape, self.x.shape[-1])
+        return x, self.targets.index_select(0, flat).view(idx.shape)
 
 
 class SlicedBatches:

@@ -100,13 +100,6 @@ class StackBatches(ChunkedBatches):
         if n > n_full * self.batch_size and skip <= n_full:
             yield self.gather(order[:, n_full * self.batch_size :].unsqueeze(0))
 
-    def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """The images and labels of indices ``idx`` (K, N, B). ``index_select`` of the flat
-        indices: an order of magnitude faster than advanced indexing with ``idx`` itself."""
-        flat = idx.flatten()
-        x = self.x.index_select(0, flat).view(*idx.shape, self.x.shape[-1])
-        return x, self.targets.index_select(0, flat).view(idx.shape)
-
 
 class StackData(L.LightningDataModule):
     """One stack's view of the sweep's data: the uint8 tensors, shared by every stack.
