@@ -20,7 +20,7 @@ what ``w ← w − η ∂C/∂w`` needs. This module imports only torch; nothing
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +104,11 @@ def feedforward(
 
 @torch.no_grad()
 def backward(
-    weights: Sequence[Tensor], activations: Sequence[Tensor], y: Tensor, activation: str = "sigmoid"
+    weights: Sequence[Tensor],
+    activations: Sequence[Tensor],
+    y: Tensor,
+    activation: str = "sigmoid",
+    use_layer: Callable[[int, Tensor, Tensor], None] | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """The backward pass: ∂C/∂W and ∂C/∂b from a feedforward's activations, by the four
     equations:
@@ -116,10 +120,13 @@ def backward(
 
     σ'(zˡ) comes from aˡ = σ(zˡ) (``activation_prime``); with ReLU hidden layers BP2 takes
     ReLU'(zˡ) in its place. With one example per row, δˡ is an (m, n_l) matrix holding each
-    example's own error. C is the mean of the m
-    examples' costs, so BP3 and BP4 take the mean over the rows.
+    example's own error. C is the mean of the m examples' costs, so BP3 and BP4 take the
+    mean over the rows.
 
-    Returns ``(nabla_w, nabla_b)`` shaped like the weights and the biases.
+    Returns ``(nabla_w, nabla_b)`` shaped like the weights and the biases. With ``use_layer``,
+    each layer's BP3 and BP4 are left to it instead, ``use_layer(l, δˡ/m, aˡ⁻¹)`` (then
+    ∂C/∂bˡ = Σ_rows δˡ/m and ∂C/∂Wˡ = (δˡ/m)ᵀ aˡ⁻¹), as soon as BP2 no longer needs Wˡ: an
+    update can then take BP4 inside its own matrix product, and no gradient is stored.
     """
     m = y.shape[-2]
     n_layers = len(weights)
@@ -133,10 +140,15 @@ def backward(
         # C is the mean of the m examples' costs: each example's δ, divided by m, is its share
         # of the mean (dividing the small δ is cheaper than dividing the gradients).
         share = delta / m
-        nabla_b[l] = share.sum(dim=-2)  # BP3: the mean over the batch of each example's δ
-        nabla_w[l] = share.mT @ a_in  # BP4: the mean over the batch of δ (aˡ⁻¹)ᵀ
+        if l > 0:  # BP2 first: it needs Wˡ as it was
+            next_delta = (delta @ weights[l]).mul_(activation_prime(a_in, activation))
+        if use_layer is None:
+            nabla_b[l] = share.sum(dim=-2)  # BP3: the mean over the batch of each example's δ
+            nabla_w[l] = share.mT @ a_in  # BP4: the mean over the batch of δ (aˡ⁻¹)ᵀ
+        else:
+            use_layer(l, share, a_in)
         if l > 0:
-            delta = (delta @ weights[l]).mul_(activation_prime(a_in, activation))  # BP2
+            delta = next_delta  # BP2
     return nabla_w, nabla_b
 
 

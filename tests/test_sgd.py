@@ -96,3 +96,31 @@ def test_an_unknown_backprop_is_a_value_error() -> None:
     weights, biases = initial_parameters((784, 10), "gaussian", 0)
     with pytest.raises(ValueError, match="backprop must be one of"):
         sgd.gradients(weights, biases, torch.zeros(1, 784), torch.zeros(1, 10), "numeric")
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["one network", "a stack"])
+def test_the_step_with_bp4_inside_the_update_is_the_same_step(stacked: bool) -> None:
+    """``keep_gradients=False`` moves BP3/BP4 into the update; the weights it leaves are the
+    step's own (float64, to rounding), and the output before it is the same."""
+    seeds = [0, 5, 9] if stacked else [4]
+    eta = torch.tensor([3.0, 0.5, 1.25], dtype=torch.float64) if stacked else 2.0
+    g = torch.Generator().manual_seed(6)
+    shape = (3, 10) if stacked else (10,)
+    x = torch.rand(*shape, SIZES[0], dtype=torch.float64, generator=g)
+    y = torch.nn.functional.one_hot(torch.randint(0, 10, shape, generator=g), 10).double()
+    runs = []
+    for keep in (True, False):
+        ws, bs = stacked_initial_parameters(SIZES, "scaled", seeds)
+        ws, bs = [w.double() for w in ws], [b.double() for b in bs]
+        if not stacked:
+            ws, bs = [w[0] for w in ws], [b[0] for b in bs]
+        for _ in range(3):
+            step = sgd.sgd_step(ws, bs, x, y, eta, "manual", keep_gradients=keep)
+        runs.append((ws + bs, step))
+    (kept, with_gradients), (fused, without) = runs
+    assert with_gradients.nabla_w and not without.nabla_w  # nothing stored
+    torch.testing.assert_close(with_gradients.output, without.output, rtol=0, atol=1e-13)
+    for a, b in zip(kept, fused, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+    assert float((kept[0] - stacked_initial_parameters(SIZES, "scaled", seeds)[0][0].double()
+                  .squeeze(0)).abs().max()) > 1e-4  # fmt: skip

@@ -109,20 +109,36 @@ def test_uint8_pixels_become_exactly_load_mnists_floats() -> None:
     assert torch.equal(pixels(u8, torch.float64), x.double())  # what 64-true makes of x
 
 
-@pytest.mark.filterwarnings("ignore:the output layer is saturated")  # ReLU from N(0, 1) does
-def test_a_relu_network_of_a_stack_equals_its_train_py_run(tmp_path: Path) -> None:
-    """ReLU hidden layers, float64, manual backprop; network 1 starts from the scaled init
-    and the others from N(0, 1), in one stack, as a sweep with --init gaussian scaled has it."""
-    inits = ["gaussian", "scaled", "gaussian"]
-    lrs = [0.1, 0.3, 0.05]
-    configs = [Config(SIZES, lr, 10, activation="relu", init=init) for lr, init in zip(lrs, inits)]
+def stack_against_train_py(tmp_path: Path, configs: list[Config]) -> dict:
+    """float64, manual backprop: every weight of every network within 1e-10 of its train.py
+    run, and the same test count."""
     record = sweep_stack(tmp_path, "manual", "64", configs=configs)
-    assert record["hparams"]["activation"] == "relu"
-    for k, ((seed, _), lr, init) in enumerate(zip(NETS, lrs, inits)):
-        single = train_py(tmp_path, seed, lr, "manual", "64", activation="relu", init=init)
+    for k, ((seed, _), c) in enumerate(zip(NETS, configs)):
+        single = train_py(
+            tmp_path, seed, c.lr, "manual", "64", activation=c.activation, init=c.init
+        )
         for l, (w, b) in enumerate(record["best"]):
             assert float((w[k] - single["state"][f"layers.{l}.weight"]).abs().max()) <= 1e-10
             assert float((b[k] - single["state"][f"layers.{l}.bias"]).abs().max()) <= 1e-10
         assert int(record["history"]["test_correct"][0, k]) == single["test_correct"]
+    return record
+
+
+def test_a_relu_network_of_a_stack_equals_its_train_py_run(tmp_path: Path) -> None:
+    """ReLU hidden layers from the scaled start. (From N(0, 1) a ReLU network of this size is
+    so chaotic that a rounding difference of 1e-15 grows to 1e-2 within 200 steps: equal
+    arithmetic, but no longer the same trajectory after an epoch; see the README.)"""
+    configs = [Config(SIZES, lr, 10, activation="relu", init="scaled") for lr in (0.1, 0.3, 0.05)]
+    record = stack_against_train_py(tmp_path, configs)
+    assert record["hparams"]["activation"] == "relu"
     dead = record["history"]["dead_fraction"][-1]
     assert dead.shape == (3,) and bool(((dead >= 0) & (dead <= 1)).all())
+
+
+def test_networks_of_a_stack_may_start_from_different_inits(tmp_path: Path) -> None:
+    """Network 1 from the scaled start, the others from N(0, 1), in one stack, as a sweep
+    with --init gaussian scaled has it."""
+    inits = ["gaussian", "scaled", "gaussian"]
+    configs = [Config(SIZES, lr, 10, init=init) for (_, lr), init in zip(NETS, inits)]
+    record = stack_against_train_py(tmp_path, configs)
+    assert record["hparams"]["init"] == inits

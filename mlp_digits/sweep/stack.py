@@ -233,9 +233,11 @@ class StackedMLP(ChunkedSGD):
         x = pixels(x, y.dtype)
         activation = self.hparams.get("activation", "sigmoid")
         weights, biases = list(self.weights), list(self.biases)
+        # No gradient is looked at: the manual step may take BP4 inside the update.
         return sgd.sgd_step(
-            weights, biases, x, y, self.lr, self.hparams.backprop, activation=activation
-        )
+            weights, biases, x, y, self.lr, self.hparams.backprop, activation=activation,
+            keep_gradients=False,
+        )  # fmt: skip
 
     def steps_per_epoch(self) -> int:
         return self.trainer.train_dataloader.steps_per_epoch()
