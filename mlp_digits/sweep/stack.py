@@ -40,9 +40,8 @@ HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost",
 
 
 def pixels(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """uint8 pixels as floats in [0, 1]: bit for bit what ``load_mnist`` and train.py use,
-    k / 255 in float32 (one pass: the division of a uint8 tensor is float32's)."""
-    return x.div(255).to(dtype)
+    """uint8 pixels as floats in [0, 1]: bit for bit what ``load_mnist`` and train.py use."""
+    return x.float().div_(255).to(dtype)
 
 
 class StackPermutations:
