@@ -68,15 +68,22 @@ class Network:
 
     def update_mini_batch(self, mini_batch: Sequence[Example], eta: float) -> None:
         """One step of gradient descent on one mini-batch: w ← w − (η/m) Σ_x ∂C_x/∂w."""
+        nabla_b, nabla_w = self.summed_gradients(mini_batch)
+        m = len(mini_batch)
+        self.weights = [w - (eta / m) * nw for w, nw in zip(self.weights, nabla_w)]
+        self.biases = [b - (eta / m) * nb for b, nb in zip(self.biases, nabla_b)]
+
+    def summed_gradients(
+        self, mini_batch: Sequence[Example]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``(Σ_x ∂C_x/∂b, Σ_x ∂C_x/∂w)`` over the mini-batch, one example at a time."""
         nabla_b = [np.zeros(b.shape) for b in self.biases]
         nabla_w = [np.zeros(w.shape) for w in self.weights]
         for x, y in mini_batch:
             delta_nabla_b, delta_nabla_w = self.backprop(x, y)
             nabla_b = [nb + dnb for nb, dnb in zip(nabla_b, delta_nabla_b)]
             nabla_w = [nw + dnw for nw, dnw in zip(nabla_w, delta_nabla_w)]
-        m = len(mini_batch)
-        self.weights = [w - (eta / m) * nw for w, nw in zip(self.weights, nabla_w)]
-        self.biases = [b - (eta / m) * nb for b, nb in zip(self.biases, nabla_b)]
+        return nabla_b, nabla_w
 
     def backprop(self, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """``(nabla_b, nabla_w)``: the gradient of C_x = ½‖y − a‖² for one example."""

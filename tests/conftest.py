@@ -6,6 +6,7 @@ import argparse
 import functools
 import importlib.util
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -121,3 +122,15 @@ def save_checkpoint(model: DigitsMLP, path: Path) -> Path:
 @pytest.fixture
 def tiny_mnist(tmp_path: Path) -> Path:
     return write_mnist(tmp_path / "data")
+
+
+class StopAfter(L.Callback):
+    """Asks the run to stop once ``step`` SGD steps are done, as a Ctrl-C would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_) -> None:
+        if pl_module.sgd_steps >= self.step:
+            stopper = next(c for c in trainer.callbacks if hasattr(c, "signum"))
+            stopper.signum = signal.SIGINT

@@ -7,13 +7,12 @@ for a resumed run is the same run without the stop.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from conftest import write_mnist
+from conftest import StopAfter, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mlp_digits import cli
@@ -44,18 +43,6 @@ def curves(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"]}
-
-
-class StopAfter(L.Callback):
-    """Asks the run to stop once ``step`` SGD steps are done, as a Ctrl-C would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_) -> None:
-        if pl_module.sgd_steps >= self.step:
-            stopper = next(c for c in trainer.callbacks if hasattr(c, "signum"))
-            stopper.signum = signal.SIGINT
 
 
 def test_lightning_has_no_optimizer_and_the_model_counts_the_sgd_steps(

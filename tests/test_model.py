@@ -61,12 +61,7 @@ def book_gradients(
     its per-example ``backprop``, as tensors shaped as the model's."""
     net = book.Network(*numpy_params(model))
     examples = book.examples(x.double().numpy(), labels.numpy())
-    nabla_w = [np.zeros(w.shape) for w in net.weights]
-    nabla_b = [np.zeros(b.shape) for b in net.biases]
-    for xi, yi in examples:
-        dnb, dnw = net.backprop(xi, yi)
-        nabla_w = [n + d for n, d in zip(nabla_w, dnw)]
-        nabla_b = [n + d for n, d in zip(nabla_b, dnb)]
+    nabla_b, nabla_w = net.summed_gradients(examples)
     m = len(examples)
     return ([torch.from_numpy(n / m) for n in nabla_w],
             [torch.from_numpy(n.reshape(-1) / m) for n in nabla_b])  # fmt: skip

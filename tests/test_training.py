@@ -14,7 +14,6 @@ Planted bugs these tests catch (scripts/mutation_test.py plants them):
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, epoch_order, write_mnist
+from conftest import REPO, StopAfter, epoch_order, write_mnist
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mlp_digits import backprop as bp
@@ -110,18 +109,6 @@ def test_one_update_per_lightning_step_and_the_default_chunk_give_the_same_weigh
     expected, _ = replay(data_601, 100, seed=5, batch=7, epochs=2)
     for p, e in zip(chunked.model.parameters(), expected):
         assert (p.double() - e).abs().max() < 1e-4  # float32 against the float64 replay
-
-
-class StopAfter(L.Callback):
-    """Asks the run to stop once ``step`` SGD steps are done, as a Ctrl-C would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *_) -> None:
-        if pl_module.sgd_steps >= self.step:
-            stopper = next(c for c in trainer.callbacks if hasattr(c, "signum"))
-            stopper.signum = signal.SIGINT
 
 
 @pytest.mark.parametrize("stop_after", [1, 36, 71, 72, 100])
