@@ -26,6 +26,7 @@ import io
 import json
 import os
 import re
+import signal
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -281,7 +282,10 @@ def serve(path: Path, port: int, ready: Callable[[str], None] = print) -> None:
                 f"port {port} on {HOST} is in use; choose another --serve PORT"
             ) from None
         raise DataError(f"cannot serve on {HOST}:{port} ({one_line(e)})") from None
+    # Ctrl-C is the way to stop, not an error; a shell that starts us as a background job
+    # ignores SIGINT in its children, and Ctrl-C (or kill -INT) must stop the server all the same.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with server:
         ready(f"http://{HOST}:{server.server_address[1]}/")
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the way to stop, not an error
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
