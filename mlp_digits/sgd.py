@@ -80,9 +80,11 @@ def update(
 
     ``eta`` is a number, or for a stack a tensor of one η per network.
     """
+    # For a stack, −η_k once per step (not once per tensor), broadcast over network k's weights.
+    neg_eta = eta.to(weights[0].dtype).neg() if isinstance(eta, Tensor) else None
     for p, nabla in zip([*weights, *biases], [*nabla_w, *nabla_b]):
-        if isinstance(eta, Tensor):  # η_k for network k, broadcast over its weights
-            p.addcmul_(eta.to(p.dtype).neg().view(-1, *[1] * (p.dim() - 1)), nabla)
+        if neg_eta is not None:
+            p.addcmul_(neg_eta.view(-1, *[1] * (p.dim() - 1)), nabla)
         else:
             p.sub_(nabla, alpha=eta)
 
@@ -127,9 +129,12 @@ def fused_update(
     """For ``backprop.backward(..., use_layer=...)``: layer l's update from its share of the
     batch's error, δ/m, and its input a: w ← w − η (δ/m)ᵀ a (BP4), b ← b − η Σ δ/m (BP3)."""
 
+    # For a stack, η_k once per step (not once per layer), as (N, 1, 1) to scale each δ_k.
+    eta_k = eta.to(weights[0].dtype).view(-1, 1, 1) if isinstance(eta, Tensor) else None
+
     def use_layer(l: int, share: Tensor, a_in: Tensor) -> None:
-        if isinstance(eta, Tensor):  # η_k for network k
-            share = share * eta.to(share.dtype).view(-1, 1, 1)
+        if eta_k is not None:
+            share = share * eta_k
             alpha = -1.0
         else:
             alpha = -eta

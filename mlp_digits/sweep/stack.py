@@ -172,6 +172,7 @@ class StackedMLP(ChunkedSGD):
              "init": init if isinstance(init, str) else list(init),
              "backprop": backprop, "activation": activation}
         )  # fmt: skip
+        self.activation = activation
         weights, biases = stacked_initial_parameters(sizes, init, seeds)
         self.weights = nn.ParameterList(weights)
         self.biases = nn.ParameterList(biases)
@@ -214,9 +215,8 @@ class StackedMLP(ChunkedSGD):
         z = z.view(len(x), n_nets, n_out).transpose(0, 1) + b0.unsqueeze(1)
         if len(self.weights) == 1:  # no hidden layer: this was the output layer
             return [torch.sigmoid(z)]
-        activation = self.hparams.get("activation", "sigmoid")
-        a = bp.relu(z) if activation == "relu" else bp.sigmoid(z)
-        activations, _ = bp.feedforward(self.weights[1:], self.biases[1:], a, activation)
+        a = bp.relu(z) if self.activation == "relu" else bp.sigmoid(z)
+        activations, _ = bp.feedforward(self.weights[1:], self.biases[1:], a, self.activation)
         return activations  # the first is the first hidden layer's
 
     def one_hot(self, targets: Tensor) -> Tensor:
@@ -231,11 +231,10 @@ class StackedMLP(ChunkedSGD):
         x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs.
         """
         x = pixels(x, y.dtype)
-        activation = self.hparams.get("activation", "sigmoid")
         weights, biases = list(self.weights), list(self.biases)
         # No gradient is looked at: the manual step may take BP4 inside the update.
         return sgd.sgd_step(
-            weights, biases, x, y, self.lr, self.hparams.backprop, activation=activation,
+            weights, biases, x, y, self.lr, self.hparams.backprop, activation=self.activation,
             keep_gradients=False,
         )  # fmt: skip
 
