@@ -19,9 +19,11 @@ from PIL import Image
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
 from mlp_digits.sweep import grid as sweep_grid
+from mlp_digits.sweep import memory
 from mlp_digits.sweep import report as sweep_report
 from mlp_digits.sweep import run as sweep
-from mlp_digits.sweep.stack import StackedMLP
+from mlp_digits.sweep.records import load_stack_records
+from mlp_digits.sweep.stack import StackedMLP, stack_bytes
 
 
 def parse(*flags: str):
@@ -93,13 +95,40 @@ def test_bad_grid_is_exit_2_with_one_line(
     assert says in err[1]
 
 
-def test_grid_that_does_not_fit_in_memory_is_refused(capsys, monkeypatch) -> None:
-    monkeypatch.setattr(sweep, "available_bytes", lambda accelerator: 100 * 2**20)
-    parser, args = parse("--seeds", "0-999", "--sizes", "784,100,10", "--accelerator", "cpu")
+def test_a_sweep_that_does_not_fit_in_memory_is_refused_in_one_line_before_any_folder(
+    tiny_mnist: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    asked = []
+
+    def available(device: torch.device) -> int:
+        asked.append(device)
+        return 100 * 2**20
+
+    monkeypatch.setattr(memory, "available_bytes", available)
+    parser, args = parse(
+        "--seeds", "0-999", "--sizes", "784,100,10", "--accelerator", "cpu", "--data-dir",
+        str(tiny_mnist), "--no-download", "--val-size", "100", "--logdir", str(tmp_path / "logs"),
+    )  # fmt: skip
+    sweep.check_args(parser, args)
+    assert asked == []  # no device is asked before the processes start
     with pytest.raises(SystemExit) as exit:
-        sweep.check_args(parser, args)
+        sweep.run(args)
     assert exit.value.code == 2
-    assert "more than the 100 MB free" in capsys.readouterr().err.strip().splitlines()[-1]
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: the sweep needs about") and "more than the 100 MB free" in line
+    assert asked == [torch.device("cpu")]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_the_memory_needed_counts_a_machines_processes_on_the_cpu_and_one_on_a_gpu() -> None:
+    """On the CPU the processes of one machine share its memory; each GPU holds one process."""
+    _, args = parse("--seeds", "0-99", "--sizes", "784,100,10", "--devices", "4", "--num-nodes",
+                    "2", "--accelerator", "cpu")  # fmt: skip
+    stacks = sweep_grid.group_stacks(sweep_grid.build_grid(args))
+    one = stack_bytes((784, 100, 10), 13, 10, 4) + memory.DATA_BYTES  # 100 networks / 8: 13
+    assert memory.sweep_bytes(stacks, "32", 8) == one
+    assert memory.need_bytes(args, stacks, torch.device("cpu")) == 4 * one
+    assert memory.need_bytes(args, stacks, torch.device("cuda", 3)) == one
 
 
 # --- a whole sweep, in this process -------------------------------------------------------
@@ -262,7 +291,7 @@ def test_a_stopped_sweep_resumes_to_the_same_results(tmp_path: Path) -> None:
     assert straight.returncode == 0, straight.stderr[-2000:]
     a, b = (tmp_path / x / "sweep" / "version_0" for x in "ab")
     assert read_csv(a / "results.csv") == read_csv(b / "results.csv")
-    (ra,), (rb,) = (sweep.load_stack_records(x / "stacks" / "stack0") for x in (a, b))
+    (ra,), (rb,) = (load_stack_records(x / "stacks" / "stack0") for x in (a, b))
     for (wa, ba), (wb, bb) in zip(ra["best"], rb["best"]):
         assert torch.equal(wa, wb) and torch.equal(ba, bb)  # bit-identical
 

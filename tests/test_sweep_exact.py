@@ -18,6 +18,8 @@ from mlp_digits.lightning.training import build_run
 from mlp_digits.sweep import grid as sweep_grid
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.grid import Config, Network
+from mlp_digits.sweep.progress import SweepProgress
+from mlp_digits.sweep.records import load_stack_records
 from mlp_digits.sweep.stack import pixels
 
 
@@ -59,12 +61,12 @@ def sweep_stack(
     )
     configs = configs or [Config(SIZES, lr, batch) for _, lr in NETS]
     nets = [Network(i, c, seed) for i, (c, (seed, _)) in enumerate(zip(configs, NETS))]
-    progress = sweep.SweepProgress(0, show_bar=False)
+    progress = SweepProgress(0, show_bar=False)
     stack_dir = tmp / "stack"
     stack_dir.mkdir()
     status = sweep.train_stack(args, nets, "stack", sweep.load_splits(args), stack_dir, progress)
     assert status == 0
-    (record,) = sweep.load_stack_records(stack_dir)
+    (record,) = load_stack_records(stack_dir)
     return record
 
 

@@ -22,6 +22,7 @@ from conftest import REPO, write_mnist
 
 from mlp_digits import cli
 from mlp_digits.sweep import grid as sweep_grid
+from mlp_digits.sweep import records
 from mlp_digits.sweep import run as sweep
 
 SWEEP = str(REPO / "scripts" / "sweep.py")
@@ -159,11 +160,12 @@ def test_a_killed_process_ends_the_sweep_which_resumes_only_with_its_processes(
 
 def test_a_stack_is_done_only_when_its_records_hold_every_network(tmp_path: Path) -> None:
     nets = sweep_grid.build_grid(sweep_grid.parser().parse_args(["--seeds", "0-2"]))
-    record = {"networks": [1], "history": {}}
-    torch.save(record, tmp_path / "result-rank1.pt")  # an older sweep's file of one process
-    assert sweep.load_stack_records(tmp_path, nets) is None
-    torch.save([{"networks": [0, 2], "history": {}}, record], tmp_path / sweep.RECORDS_FILE)
-    assert [r["networks"] for r in sweep.load_stack_records(tmp_path, nets)] == [[0, 2], [1]]
+    assert records.load_stack_records(tmp_path, nets) is None  # nothing written yet
+    torch.save([{"networks": [0, 2], "history": {}}], tmp_path / records.RECORDS_FILE)
+    assert records.load_stack_records(tmp_path, nets) is None  # network 1 is missing
+    both = [{"networks": [0, 2], "history": {}}, {"networks": [1], "history": {}}]
+    torch.save(both, tmp_path / records.RECORDS_FILE)
+    assert [r["networks"] for r in records.load_stack_records(tmp_path, nets)] == [[0, 2], [1]]
 
 
 # --- torchrun: two machines of one process each, simulated on this one --------------------

@@ -12,7 +12,7 @@ Training batches come in *chunks*: a stack of K mini-batches, shaped (K, B, 784)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import lightning as L
 import torch
@@ -21,8 +21,9 @@ from torch import Tensor
 from mlp_digits.data import SPLITS, load_mnist, prepare_mnist, resolve_val_size, split_indices
 from mlp_digits.sgd import EpochPermutation
 
-# A chunk of about this many samples amortises Lightning's per-step cost (see the module doc).
-CHUNK_SAMPLES = 1000
+# Images (mini-batch x steps) per chunk of one network: about this many amortise Lightning's
+# per-step cost (see the module doc). A sweep's stack has its own (sweep.stack).
+NETWORK_CHUNK_SAMPLES = 1000
 
 
 class ChunkedBatches:
@@ -30,7 +31,8 @@ class ChunkedBatches:
 
     Yields ``(x, targets)`` shaped (K, B, 784) and (K, B). When B does not divide the
     epoch, the smaller last mini-batch comes as a chunk of its own, (1, r, 784), as the
-    book's ``SGD`` keeps it too.
+    book's ``SGD`` keeps it too. A subclass may give ``order`` more dimensions before the
+    epoch's (a stack: one row per network); the chunks then carry them after K.
 
     ``state_dict``/``load_state_dict`` make it resumable mid-epoch: the state is the epoch and
     how many of its mini-batches were trained (``steps_done``, asked of the trainer), which
@@ -44,12 +46,20 @@ class ChunkedBatches:
         sampler: EpochPermutation,
         batch_size: int,
         steps: int,
-        steps_done: Callable[[], int] = lambda: 0,
+        trainer: L.Trainer | None = None,
     ) -> None:
         self.x, self.targets, self.sampler = x, targets, sampler
         self.batch_size, self.steps_per_chunk = batch_size, steps
-        self.steps_done = steps_done
+        self.trainer = trainer
         self.resume_at: dict[str, int] | None = None
+
+    def steps_done(self) -> int:
+        """This epoch's SGD steps trained so far: every epoch has as many, so the model's count
+        of them says where in the epoch training is (see mlp_digits.lightning.chunked)."""
+        if self.trainer is None:
+            return 0
+        model, epoch = self.trainer.lightning_module, self.trainer.current_epoch
+        return model.sgd_steps - epoch * self.steps_per_epoch()
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.sampler.epoch, "steps_done": self.steps_done()}
@@ -64,19 +74,26 @@ class ChunkedBatches:
         n_full, rest = divmod(len(self.sampler), self.batch_size)
         return -(-n_full // self.steps_per_chunk) + (rest > 0)
 
+    def order(self) -> Tensor:
+        """This epoch's image indices, the epoch along the last dimension: (n,)."""
+        return self.sampler.indices()
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         skip = 0
         if self.resume_at is not None and self.resume_at["epoch"] == self.sampler.epoch:
             skip = self.resume_at["steps_done"]
         self.resume_at = None
-        order = self.sampler.indices()
-        n_full = len(order) // self.batch_size
-        batches = order[: n_full * self.batch_size].view(n_full, self.batch_size)
+        order = self.order()  # (..., n)
+        n = order.shape[-1]
+        n_full = n // self.batch_size
+        # (steps, ..., B): step-major, so a chunk is a contiguous slice of steps; a view, so a
+        # thousand networks' orders are not copied.
+        batches = order[..., : n_full * self.batch_size].unflatten(-1, (n_full, self.batch_size))
+        batches = batches.movedim(-2, 0)
         for start in range(skip, n_full, self.steps_per_chunk):
-            idx = batches[start : start + self.steps_per_chunk]
-            yield self.gather(idx)
-        if len(order) > n_full * self.batch_size and skip <= n_full:
-            yield self.gather(order[n_full * self.batch_size :].unsqueeze(0))
+            yield self.gather(batches[start : start + self.steps_per_chunk])
+        if n > n_full * self.batch_size and skip <= n_full:
+            yield self.gather(order[..., n_full * self.batch_size :].unsqueeze(0))
 
     def gather(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """The images and labels of indices ``idx`` (any shape): ``index_select`` of the flat
@@ -108,7 +125,14 @@ class SlicedBatches:
             yield self.x[start:stop], self.targets[start:stop]
 
 
-class MNISTDataModule(L.LightningDataModule):
+class DeviceData(L.LightningDataModule):
+    """A data module whose tensors sit on the training device (the trainer's root device)."""
+
+    def device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+
+
+class MNISTDataModule(DeviceData):
     """MNIST as tensors on the training device.
 
     Args:
@@ -121,7 +145,7 @@ class MNISTDataModule(L.LightningDataModule):
             as the book does; ``"seeded"``: the old random split drawn from the seed.
         download: let torchvision download missing files.
         steps_per_chunk: mini-batches per Lightning step (K); ``None`` picks about
-            ``CHUNK_SAMPLES`` samples per chunk.
+            ``NETWORK_CHUNK_SAMPLES`` samples per chunk.
         eval_batch_size: images per validation or test batch (any size gives the same result).
     """
 
@@ -146,14 +170,11 @@ class MNISTDataModule(L.LightningDataModule):
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.seed, self.download, self.eval_batch_size = seed, download, eval_batch_size
         self.split = split
-        self.steps_per_chunk = steps_per_chunk or max(1, round(CHUNK_SAMPLES / batch_size))
+        self.steps_per_chunk = steps_per_chunk or max(1, round(NETWORK_CHUNK_SAMPLES / batch_size))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
         prepare_mnist(self.data_dir, self.download)
-
-    def device(self) -> torch.device:
-        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
 
     def setup(self, stage: str | None = None) -> None:
         device = self.device()
@@ -175,16 +196,9 @@ class MNISTDataModule(L.LightningDataModule):
         x, targets = self.splits["train"]
         rank, world_size = self.ranks()
         sampler = EpochPermutation(len(x), self.seed, x.device, rank, world_size)
-        batches = ChunkedBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
-        if self.trainer:
-            # Every epoch has the same number of SGD steps, so the model's count of them says
-            # where in the epoch we are (see mlp_digits.lightning.chunked).
-            trainer = self.trainer
-            batches.steps_done = lambda: (
-                trainer.lightning_module.sgd_steps
-                - trainer.current_epoch * batches.steps_per_epoch()
-            )
-        return batches
+        return ChunkedBatches(
+            x, targets, sampler, self.batch_size, self.steps_per_chunk, self.trainer
+        )
 
     def val_dataloader(self) -> SlicedBatches:
         return SlicedBatches(*self.splits["val"], self.eval_batch_size, *self.ranks())

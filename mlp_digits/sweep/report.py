@@ -18,9 +18,10 @@ import matplotlib
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from mlp_digits.lightning.model import DigitsMLP
-from mlp_digits.lightning.training import write_hparams
+from mlp_digits.lightning.datamodule import MNISTDataModule
+from mlp_digits.lightning.training import PRECISIONS, write_hparams
 from mlp_digits.sweep.grid import Config, Network
+from mlp_digits.sweep.stack import StackedMLP
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -224,8 +225,16 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
     accuracy per configuration; with several η, that accuracy against η on a log axis."""
     groups = by_config(results)
     colours = {c: palette(i, len(groups)) for i, c in enumerate(groups)}
-    out = {}
+    out = {
+        "accuracy_per_epoch": accuracy_per_epoch(groups, colours),
+        "spread": spread_figure(groups, colours),
+    }
+    if len({r.net.config.lr for r in results}) > 1:
+        out["accuracy_vs_lr"] = accuracy_vs_lr(results)
+    return out
 
+
+def accuracy_per_epoch(groups: dict[Config, list[Result]], colours: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for config, group in groups.items():
         colour = colours[config]
@@ -253,8 +262,10 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
     else:
         ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    out["accuracy_per_epoch"] = fig
+    return fig
 
+
+def spread_figure(groups: dict[Config, list[Result]], colours: dict) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(groups) + 1.5))
     for y, (config, group) in enumerate(groups.items()):
         values = [r.test_at_best for r in group if not r.diverged]
@@ -264,28 +275,28 @@ def figures(results: list[Result]) -> dict[str, plt.Figure]:
            title="Spread over seeds, one point per network")  # fmt: skip
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    out["spread"] = fig
+    return fig
 
-    if len({r.net.config.lr for r in results}) > 1:
-        fig, ax = plt.subplots(figsize=(8, 5))
-        kinds = sorted({kind(r.net.config) for r in results})
-        for i, name in enumerate(kinds):
-            points = [(r.net.config.lr, r.test_at_best) for r in results
-                      if kind(r.net.config) == name and not r.diverged]  # fmt: skip
-            if points:
-                ax.scatter(*zip(*points), label=name, alpha=0.7, s=20,
-                           color=palette(i, len(kinds)))  # fmt: skip
-        ax.set_xscale("log")
-        # A tick at each η of the sweep, written as it was given: 0.3, 1, 3, not 3×10⁻¹.
-        ax.set_xticks(sorted({r.net.config.lr for r in results}))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda lr, _: f"{lr:g}"))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set(xlabel="learning rate η", ylabel="test accuracy at best validation epoch (%)",
-               title="Accuracy against η, one point per network")  # fmt: skip
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-        out["accuracy_vs_lr"] = fig
-    return out
+
+def accuracy_vs_lr(results: list[Result]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    kinds = sorted({kind(r.net.config) for r in results})
+    for i, name in enumerate(kinds):
+        points = [(r.net.config.lr, r.test_at_best) for r in results
+                  if kind(r.net.config) == name and not r.diverged]  # fmt: skip
+        if points:
+            ax.scatter(*zip(*points), label=name, alpha=0.7, s=20,
+                       color=palette(i, len(kinds)))  # fmt: skip
+    ax.set_xscale("log")
+    # A tick at each η of the sweep, written as it was given: 0.3, 1, 3, not 3×10⁻¹.
+    ax.set_xticks(sorted({r.net.config.lr for r in results}))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda lr, _: f"{lr:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set(xlabel="learning rate η", ylabel="test accuracy at best validation epoch (%)",
+           title="Accuracy against η, one point per network")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
 
 
 def kind(c: Config) -> str:
@@ -325,33 +336,30 @@ def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictu
 
 
 def export(r: Result, path: Path, args: Namespace) -> None:
-    """Network r at its best validation epoch as a regular DigitsMLP checkpoint."""
-    c = r.net.config
-    net = DigitsMLP(
-        sizes=c.sizes, lr=c.lr, init=c.init, backprop=args.backprop, seed=r.net.seed,
-        activation=c.activation,
-    )  # fmt: skip
+    """Network r at its best validation epoch as train.py's best checkpoint of the same run:
+    ``StackedMLP.export`` of its stack's record, saved by Lightning with the data module's
+    settings, the epoch and the SGD step (``load_checkpoint`` and evaluate.py read it)."""
+    stack = StackedMLP(**r.record["hparams"]).to(r.record["best"][0][0].dtype)
     with torch.no_grad():
-        for layer, (w, b) in zip(net.layers, r.record["best"]):
-            layer.weight.copy_(w[r.position])
-            layer.bias.copy_(b[r.position])
-    checkpoint = {
-        "state_dict": net.state_dict(),
-        "hyper_parameters": dict(net.hparams),
-        "pytorch-lightning_version": L.__version__,
-        "epoch": r.best_epoch,
-        "global_step": (r.best_epoch + 1) * r.steps_per_epoch,
-        "datamodule_hyper_parameters": {
-            "data_dir": args.data_dir,
-            "batch_size": c.batch_size,
-            "val_size": args.val_size,
-            "seed": r.net.seed,
-            "split": "last",
-            "download": not args.no_download,
-        },  # fmt: skip
-    }
+        for l, saved in enumerate(r.record["best"]):
+            for best, value in zip(stack.best_parameters(l), saved):
+                best.copy_(value)
+    net = stack.export(r.position)
+    net.sgd_steps = (r.best_epoch + 1) * r.steps_per_epoch
+    data = MNISTDataModule(
+        data_dir=args.data_dir, batch_size=r.net.config.batch_size, val_size=args.val_size,
+        seed=r.net.seed, download=not args.no_download,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, precision=PRECISIONS[str(args.precision)], logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0,
+    )  # fmt: skip
+    trainer.validate(net, datamodule=data, verbose=False)  # attaches both; evaluates nothing
+    # The epoch the checkpoint was written in, as train.py's best one says it.
+    trainer.fit_loop.epoch_progress.current.completed = r.best_epoch
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, path)
+    trainer.save_checkpoint(path, weights_only=True)
 
 
 def report(folder: Path, results: list[Result], args: Namespace) -> None:

@@ -17,9 +17,8 @@ float32, then the model's dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,14 +26,15 @@ from torch import Tensor, nn
 from mlp_digits import backprop as bp
 from mlp_digits import sgd
 from mlp_digits.lightning.chunked import ChunkedSGD
-from mlp_digits.lightning.datamodule import ChunkedBatches, SlicedBatches
+from mlp_digits.lightning.datamodule import ChunkedBatches, DeviceData, SlicedBatches
 from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.network import stacked_initial_parameters
 from mlp_digits.sgd import EpochPermutation
 
-# Samples (networks x mini-batch x steps) per Lightning step: Lightning's bookkeeping is paid
-# once per chunk, and a chunk of uint8 pixels stays a few MB however many networks there are.
-CHUNK_SAMPLES = 20_000
+# Samples (networks x mini-batch x steps) per chunk of a stack, one Lightning step: Lightning's
+# bookkeeping is paid once per chunk, and a chunk of uint8 pixels stays a few MB however many
+# networks there are.
+STACK_CHUNK_SAMPLES = 20_000
 EVAL_FLOATS = 2**23  # activations per evaluation batch (N x images x widest layer)
 HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost", "dead_fraction")
 
@@ -77,31 +77,18 @@ class StackBatches(ChunkedBatches):
     """Training chunks for a stack: ``(x, targets)`` shaped (K, N, B, 784) uint8 and (K, N, B).
 
     Step s of network k is the mini-batch ``perm_k[s*B:(s+1)*B]``; a short last mini-batch is
-    kept, as the book's ``SGD`` keeps it, in a chunk of its own. Resumable mid-epoch as
-    ``lightning.datamodule.ChunkedBatches``, whose bookkeeping it shares: the state is the
-    epoch and how many of its steps were trained.
+    kept, as the book's ``SGD`` keeps it, in a chunk of its own. The chunks, and resuming
+    mid-epoch, are ``lightning.datamodule.ChunkedBatches``'s, over one order per network.
     """
 
     sampler: StackPermutations
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        skip = 0
-        if self.resume_at is not None and self.resume_at["epoch"] == self.sampler.epoch:
-            skip = self.resume_at["steps_done"]
-        self.resume_at = None
-        order = self.sampler.permutations()  # (N, n)
-        n_nets, n = order.shape
-        n_full = n // self.batch_size
-        # (steps, N, B): step-major, so a chunk is a contiguous slice of steps.
-        batches = order[:, : n_full * self.batch_size].unflatten(1, (n_full, self.batch_size))
-        batches = batches.transpose(0, 1)  # a view: no copy of a thousand networks' orders
-        for start in range(skip, n_full, self.steps_per_chunk):
-            yield self.gather(batches[start : start + self.steps_per_chunk])
-        if n > n_full * self.batch_size and skip <= n_full:
-            yield self.gather(order[:, n_full * self.batch_size :].unsqueeze(0))
+    def order(self) -> Tensor:
+        """This epoch's image indices of every network, (N, n)."""
+        return self.sampler.permutations()
 
 
-class StackData(L.LightningDataModule):
+class StackData(DeviceData):
     """One stack's view of the sweep's data: the uint8 tensors, shared by every stack.
 
     ``splits`` maps "train", "val", "test" to ``(pixels uint8 (n, 784), targets (n,))``.
@@ -113,10 +100,7 @@ class StackData(L.LightningDataModule):
         super().__init__()
         self.splits, self.seeds, self.batch_size = splits, list(seeds), batch_size
         n_nets = len(self.seeds)
-        self.steps_per_chunk = max(1, round(CHUNK_SAMPLES / (n_nets * batch_size)))
-
-    def device(self) -> torch.device:
-        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        self.steps_per_chunk = max(1, round(STACK_CHUNK_SAMPLES / (n_nets * batch_size)))
 
     def setup(self, stage: str | None = None) -> None:
         device = self.device()
@@ -125,13 +109,9 @@ class StackData(L.LightningDataModule):
     def train_dataloader(self) -> StackBatches:
         x, targets = self.splits["train"]
         sampler = StackPermutations(len(x), self.seeds, x.device)
-        batches = StackBatches(x, targets, sampler, self.batch_size, self.steps_per_chunk)
-        if self.trainer:
-            model, trainer = self.trainer.lightning_module, self.trainer
-            batches.steps_done = lambda: (
-                model.sgd_steps - trainer.current_epoch * batches.steps_per_epoch()
-            )
-        return batches
+        return StackBatches(
+            x, targets, sampler, self.batch_size, self.steps_per_chunk, self.trainer
+        )
 
     def val_dataloader(self) -> list[SlicedBatches]:
         model = self.trainer.lightning_module
@@ -359,6 +339,6 @@ def stack_bytes(sizes: Sequence[int], n_nets: int, batch_size: int, dtype_bytes:
     each epoch's int32 orders, and the activations of an evaluation batch."""
     weights = 4 * count_parameters(sizes) * n_nets * dtype_bytes
     orders = 60_000 * 4 * n_nets
-    chunk = CHUNK_SAMPLES * 784 * (1 + dtype_bytes) + n_nets * batch_size * 784 * dtype_bytes
+    chunk = STACK_CHUNK_SAMPLES * 784 * (1 + dtype_bytes) + n_nets * batch_size * 784 * dtype_bytes
     activations = 4 * EVAL_FLOATS * dtype_bytes
     return weights + orders + chunk + activations
