@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from mlp_digits import gradcheck
+from mlp_digits.config import DEFAULT_SIZES, mnist_problem
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning import checkpoint
 from mlp_digits.lightning.model import DigitsMLP
-from mlp_digits.network import DEFAULT_SIZES, check_mnist_sizes
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # Rounding in float32 (ε ≈ 1e-7) leaves relative errors near 1e-6; in float64 near 1e-15.
@@ -49,7 +49,7 @@ def load_batch(
     if args.data_dir is None:
         x = torch.rand(m, sizes[0], dtype=torch.float64)
         return x, torch.randint(sizes[-1], (m,)), "random pixels in [0, 1], random labels"
-    problem = check_mnist_sizes(sizes)
+    problem = mnist_problem(sizes)
     if problem:
         raise DataError(f"sizes {'-'.join(map(str, sizes))} do not fit MNIST: {problem}")
     pixels, targets = load_mnist(args.data_dir, "test")

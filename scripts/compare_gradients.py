@@ -17,8 +17,8 @@ import sys
 import torch
 
 from mlp_digits import cli
+from mlp_digits.config import DEFAULT_SIZES, mnist_problem
 from mlp_digits.gradcheck_cli import DEFAULT_TOLERANCE, DTYPES, check, non_negative_float
-from mlp_digits.network import DEFAULT_SIZES, check_mnist_sizes
 
 
 def parser() -> argparse.ArgumentParser:
@@ -80,7 +80,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks that need more than one flag; each failure is p.error (exit 2)."""
     if args.sizes is not None and len(args.sizes) < 2:
         p.error("--sizes needs at least two layers, e.g. 784 10")
-    problem = args.data_dir and args.sizes and check_mnist_sizes(args.sizes)
+    problem = args.data_dir and args.sizes and mnist_problem(args.sizes)
     if problem:
         p.error(f"--sizes {' '.join(map(str, args.sizes))}: {problem}")
     if args.device == "cuda" and not torch.cuda.is_available():

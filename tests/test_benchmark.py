@@ -16,8 +16,10 @@ import torch
 from conftest import REPO, checked_args, load_script, write_mnist
 
 from mlp_digits import book
-from mlp_digits.bench import ways as benchmark
-from mlp_digits.bench.ways import BookLoop, Settings, TightLoop
+from mlp_digits.bench import project, timing, ways
+from mlp_digits.bench.idiomatic import BookLoop
+from mlp_digits.bench.tight import TightLoop
+from mlp_digits.bench.timing import Settings
 from mlp_digits.data import load_mnist
 
 SCRIPT = REPO / "scripts" / "benchmark.py"
@@ -35,20 +37,20 @@ def settings(data_dir: Path, batch_size: int = 7) -> Settings:
 
 def test_every_way_trains_on_the_projects_training_images(mnist_160: Path) -> None:
     s = settings(mnist_160)
-    x, targets, train = benchmark.training_set(s)
+    x, targets, train = timing.training_set(s)
     all_x, all_targets = load_mnist(mnist_160, "train")
-    args = benchmark.project_args(s, "manual", "logs", epochs=1)
+    args = project.project_args(s, "manual", "logs", epochs=1)
 
     assert train.tolist() == list(range(60))  # the book's split: validation is the last 100
     assert torch.equal(x, all_x[:60]) and torch.equal(targets, all_targets[:60])
     assert args.val_size == 100 and args.batch_size == 7 and args.backprop == "manual"
-    assert (args.lr, args.sizes) == (s.lr, s.sizes) == (3.0, [784, 16, 16, 10])
+    assert (args.lr, args.sizes) == (s.lr, s.sizes) == (3.0, (784, 16, 16, 10))
 
 
 def test_book_loop_step_equals_a_float64_autograd_sgd_step(mnist_160: Path) -> None:
     s = settings(mnist_160, batch_size=60)
-    x, targets, _ = benchmark.training_set(s)
-    weights, biases = benchmark.initial_params(s)
+    x, targets, _ = timing.training_set(s)
+    weights, biases = timing.initial_params(s)
     net = book.Network([w.numpy() for w in weights], [b.numpy() for b in biases])
     loop = BookLoop(x, targets, net, s.lr, s.batch_size)
 
@@ -78,13 +80,13 @@ def test_tight_loop_trains_the_weights_of_the_projects_path(mnist_160: Path, bac
     """One epoch of 60 images in mini-batches of 7 (8 full and a short one): the tight loop
     starts where build_run's DigitsMLP starts and takes the same mini-batches in order."""
     s = settings(mnist_160)
-    x, targets, _ = benchmark.training_set(s)
-    weights, biases = benchmark.initial_params(s)
+    x, targets, _ = timing.training_set(s)
+    weights, biases = timing.initial_params(s)
     loop = TightLoop(x, targets, weights, biases, s.lr, s.batch_size, backprop == "manual")
 
     assert loop.epoch()[:2] == (9, 60)
     final = FinalWeights()
-    benchmark.fit_project(s, backprop, 1, final)
+    project.fit_project(s, backprop, 1, final)
 
     for l, (w, b) in enumerate(zip(loop.weights, loop.biases, strict=True)):
         torch.testing.assert_close(w.detach(), final.state[f"layers.{l}.weight"], rtol=0, atol=1e-5)
@@ -94,8 +96,8 @@ def test_tight_loop_trains_the_weights_of_the_projects_path(mnist_160: Path, bac
 
 def test_a_loop_past_its_deadline_stops_after_one_step(mnist_160: Path) -> None:
     s = settings(mnist_160)
-    x, targets, _ = benchmark.training_set(s)
-    loop = TightLoop(x, targets, *benchmark.initial_params(s), s.lr, s.batch_size, manual=True)
+    x, targets, _ = timing.training_set(s)
+    loop = TightLoop(x, targets, *timing.initial_params(s), s.lr, s.batch_size, manual=True)
 
     steps, samples, phases = loop.epoch(deadline=0.0)
 
@@ -104,7 +106,7 @@ def test_a_loop_past_its_deadline_stops_after_one_step(mnist_160: Path) -> None:
 
 
 def test_profile_prints_the_top_python_entries(mnist_160: Path) -> None:
-    text = benchmark.profile_project(settings(mnist_160), "manual", "python", top=100)
+    text = project.profile_project(settings(mnist_160), "manual", "python", top=100)
 
     assert "Ordered by: internal time" in text and "Ordered by: cumulative time" in text
     assert text.count("due to restriction <100>") == 2
@@ -142,7 +144,7 @@ def test_report_has_every_way_with_consistent_numbers(tmp_path: Path) -> None:
     assert "timing on synthetic, 400 images" in result.stdout
     data = json.loads(report.read_text())
     rows = data["results"]["10"]
-    assert set(rows) == set(benchmark.WAYS)
+    assert set(rows) == set(ways.WAYS)
     assert data["data"] == {"source": "synthetic, 400 images", "n_train": 300, "val_size": 100}
     for way, row in rows.items():
         epochs = row["epochs"]
@@ -157,7 +159,7 @@ def test_report_has_every_way_with_consistent_numbers(tmp_path: Path) -> None:
             assert 1 <= e["steps"] <= 30 and e["samples"] == min(10 * e["steps"], 300), way
             if e["phases"]:
                 assert sum(e["phases"].values()) == pytest.approx(e["seconds"], rel=1e-9)
-    for way in benchmark.PROJECT_WAYS:  # whole epochs, validation included
+    for way in ways.PROJECT_WAYS:  # whole epochs, validation included
         assert [(e["steps"], e["samples"]) for e in rows[way]["epochs"]] == [(30, 300)]
         assert "validation" in rows[way]["phase_shares"]
     assert data["checks"]

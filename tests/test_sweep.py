@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, write_mnist
 from PIL import Image
 
+from mlp_digits import cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
 from mlp_digits.sweep import grid as sweep_grid
@@ -27,7 +28,7 @@ from mlp_digits.sweep.stack import StackedMLP, stack_bytes
 
 
 def parse(*flags: str):
-    parser = sweep_grid.parser()
+    parser = cli.sweep_parser()
     return parser, parser.parse_args(list(flags))
 
 
@@ -69,7 +70,7 @@ def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
         (["--lr", "3", "3"], "listed twice"),
         (["--seeds", "0-2", "1"], "listed twice"),
         (["--sizes", "784,10", "784,10"], "listed twice"),
-        (["--preset", "chapter9"], "unknown"),
+        (["--preset", "chapter9"], "invalid choice: 'chapter9'"),
         (["--preset", "chapter1", "--lr", "3"], "the preset wins: leave out"),
         (["--lr", "0"], "above 0"),
         (["--lr", "-1"], "above 0"),
@@ -86,8 +87,8 @@ def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
 def test_bad_grid_is_exit_2_with_one_line(
     tiny_mnist: Path, flags: list[str], says: str, capsys
 ) -> None:
-    parser, args = parse(*flags, "--data-dir", str(tiny_mnist), "--val-size", "100")
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exit:  # while parsing, or in the checks after it
+        parser, args = parse(*flags, "--data-dir", str(tiny_mnist), "--val-size", "100")
         sweep.check_args(parser, args)
     assert exit.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -240,6 +241,11 @@ def test_the_exported_network_is_a_digitsmlp_checkpoint_with_the_csvs_accuracy(
     with torch.no_grad():
         accuracy = (model(x).argmax(1) == targets).double().mean() * 100
     assert f"{float(accuracy):.2f}" == row["test_accuracy"]  # the weights of its best epoch
+    saved = torch.load(path, weights_only=True)  # train.py's best checkpoint of the same run
+    assert saved["settings"]["val_size"] == 100 and saved["settings"]["max_epochs"] == 2
+    assert saved["settings"]["lr"] == float(row["lr"]) and saved["settings"]["seed"] == 0
+    assert saved["epoch"] == int(row["best_epoch"]) and saved["epochs_done"] == saved["epoch"] + 1
+    assert saved["sgd_steps"] == (saved["epoch"] + 1) * 50  # 500 training images, batch 10
 
 
 def test_export_k_writes_that_network(diverging_sweep, tmp_path: Path) -> None:
@@ -248,6 +254,19 @@ def test_export_k_writes_that_network(diverging_sweep, tmp_path: Path) -> None:
     assert sweep.run(args) == 0  # everything done: read back, reported, network 4 exported
     (path,) = (folder / "export").glob("net0004_*.ckpt")
     assert load_checkpoint(path).hparams.sizes == (784, 10)
+
+
+def test_a_resumed_sweep_keeps_its_activation(tiny_mnist: Path, tmp_path: Path) -> None:
+    """--resume reads the grid back from sweep.json, the hidden layers' activation too."""
+    flags = ["--data-dir", str(tiny_mnist), "--no-download", "--val-size", "100"]
+    flags += ["--max-epochs", "1", "--seeds", "0", "--sizes", "784,16,10", "--activation", "relu"]
+    _, args = parse(*flags, "--logdir", str(tmp_path), "--accelerator", "cpu")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert sweep.run(args) == 0
+        folder = tmp_path / "sweep" / "version_0"
+        _, resumed = parse("--resume", str(folder), "--accelerator", "cpu")
+        assert sweep.run(resumed) == 0  # everything done: read back and reported again
+    assert [r["activation"] for r in read_csv(folder / "results.csv")] == ["relu"]
 
 
 def test_figures_and_tensorboard_runs_are_written(diverging_sweep) -> None:

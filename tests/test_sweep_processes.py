@@ -90,9 +90,22 @@ def test_two_processes_with_the_default_strategy_give_the_one_process_results(
     assert sorted(p.name for p in stack.glob("rank*/last.ckpt")) == ["last.ckpt"] * 2
 
 
+def test_a_sweep_too_big_for_memory_ends_both_processes_rank_0_alone_saying_it(
+    data: Path, tmp_path: Path
+) -> None:
+    """Each process checks its own device once both have started: 100,000 networks of
+    784-4000-10 need terabytes, more than any machine running these tests has free."""
+    grid = ["--seeds", "0-99999", "--sizes", "784,4000,10", "--devices", "2"]
+    result = run(sys.executable, SWEEP, *grid, *flags(data, tmp_path))
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the sweep needs about") and "on cpu, more than the" in line
+    assert not (tmp_path / "sweep").exists()
+
+
 @pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "fsdp"])
 def test_a_strategy_the_sweep_cannot_trust_is_refused_in_one_line(strategy: str, capsys) -> None:
-    parser = sweep_grid.parser()
+    parser = cli.sweep_parser()
     args = parser.parse_args(["--strategy", strategy, "--devices", "2", "--accelerator", "cpu"])
     with pytest.raises(SystemExit) as exit_:
         sweep.check_args(parser, args)
@@ -159,7 +172,7 @@ def test_a_killed_process_ends_the_sweep_which_resumes_only_with_its_processes(
 
 
 def test_a_stack_is_done_only_when_its_records_hold_every_network(tmp_path: Path) -> None:
-    nets = sweep_grid.build_grid(sweep_grid.parser().parse_args(["--seeds", "0-2"]))
+    nets = sweep_grid.build_grid(cli.sweep_parser().parse_args(["--seeds", "0-2"]))
     assert records.load_stack_records(tmp_path, nets) is None  # nothing written yet
     torch.save([{"networks": [0, 2], "history": {}}], tmp_path / records.RECORDS_FILE)
     assert records.load_stack_records(tmp_path, nets) is None  # network 1 is missing

@@ -23,18 +23,10 @@ import lightning as L
 import numpy as np
 import torch
 
-from mlp_digits.bench.ways import (
-    PROJECT_WAYS,
-    WAYS,
-    Epoch,
-    Settings,
-    TightLoop,
-    initial_params,
-    measure,
-    profile_project,
-    training_set,
-    warm_up,
-)
+from mlp_digits.bench.project import profile_project
+from mlp_digits.bench.tight import TightLoop
+from mlp_digits.bench.timing import Epoch, Settings, initial_params, training_set, warm_up
+from mlp_digits.bench.ways import PROJECT_WAYS, WAYS, measure
 from mlp_digits.idx import write_separable_mnist
 
 # (batch size, way, reference, factor): the way's samples/s should be >= factor x reference's.

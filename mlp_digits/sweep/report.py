@@ -1,4 +1,5 @@
-"""What a sweep leaves behind: the table, results.csv, figures, TensorBoard runs, an export.
+"""What a sweep leaves behind: the table, results.csv, figures, TensorBoard runs, an export
+(``sweep.export``).
 
 Two numbers per network, because the book quotes the second one:
     test accuracy at the best validation epoch   what a run honestly reaches (train.py's)
@@ -13,15 +14,12 @@ from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import matplotlib
-import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from mlp_digits.lightning.datamodule import MNISTDataModule
-from mlp_digits.lightning.training import PRECISIONS, write_hparams
+from mlp_digits.lightning.hparams import write_hparams
+from mlp_digits.sweep.export import export
 from mlp_digits.sweep.grid import Config, Network
-from mlp_digits.sweep.stack import StackedMLP
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
@@ -108,11 +106,7 @@ def collect(networks: list[Network], records: list[dict]) -> list[Result]:
                 steps_per_epoch=record["steps_per_epoch"],
                 record=record,
                 position=j,
-                dead_fraction=(
-                    float(history["dead_fraction"][-1, j])
-                    if len(history.get("dead_fraction", []))
-                    else float("nan")
-                ),
+                dead_fraction=float(history["dead_fraction"][-1, j]),
             )
     return [by_index[n.index] for n in networks]
 
@@ -304,7 +298,7 @@ def kind(c: Config) -> str:
     return c.label.split(" η=")[0] + f" batch {c.batch_size}"
 
 
-# --- TensorBoard, export, the whole report ------------------------------------------------
+# --- TensorBoard, the whole report -------------------------------------------------------
 
 
 def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictures: dict) -> None:
@@ -333,33 +327,6 @@ def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictu
     for name, fig in pictures.items():
         summary.experiment.add_figure(f"sweep/{name}", fig, close=False)
     summary.experiment.close()
-
-
-def export(r: Result, path: Path, args: Namespace) -> None:
-    """Network r at its best validation epoch as train.py's best checkpoint of the same run:
-    ``StackedMLP.export`` of its stack's record, saved by Lightning with the data module's
-    settings, the epoch and the SGD step (``load_checkpoint`` and evaluate.py read it)."""
-    stack = StackedMLP(**r.record["hparams"]).to(r.record["best"][0][0].dtype)
-    with torch.no_grad():
-        for l, saved in enumerate(r.record["best"]):
-            for best, value in zip(stack.best_parameters(l), saved):
-                best.copy_(value)
-    net = stack.export(r.position)
-    net.sgd_steps = (r.best_epoch + 1) * r.steps_per_epoch
-    data = MNISTDataModule(
-        data_dir=args.data_dir, batch_size=r.net.config.batch_size, val_size=args.val_size,
-        seed=r.net.seed, download=not args.no_download,
-    )  # fmt: skip
-    trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision=PRECISIONS[str(args.precision)], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0,
-    )  # fmt: skip
-    trainer.validate(net, datamodule=data, verbose=False)  # attaches both; evaluates nothing
-    # The epoch the checkpoint was written in, as train.py's best one says it.
-    trainer.fit_loop.epoch_progress.current.completed = r.best_epoch
-    path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(path, weights_only=True)
 
 
 def report(folder: Path, results: list[Result], args: Namespace) -> None:

@@ -119,7 +119,8 @@ class StackData(DeviceData):
 
 
 class StackedMLP(ChunkedSGD):
-    """N sigmoid networks of the same sizes, each with its own seed and η, trained together.
+    """N networks of the same sizes and activation, each with its own seed, η and init,
+    trained together.
 
     Args:
         sizes: neurons per layer, input first, shared by the stack.
@@ -130,8 +131,9 @@ class StackedMLP(ChunkedSGD):
         backprop, activation: as for ``DigitsMLP``, shared by the stack.
 
     The per-epoch record of every network (``history``: train cost, validation and test
-    counts and costs) and each network's weights at its best validation epoch (what
-    train.py's best checkpoint holds) travel in the checkpoint, so a resumed sweep goes on.
+    counts and costs, the fraction of dead hidden neurons) and each network's weights at its
+    best validation epoch (what train.py's best checkpoint holds) travel in the checkpoint,
+    so a resumed sweep goes on.
     """
 
     def __init__(
@@ -310,7 +312,7 @@ class StackedMLP(ChunkedSGD):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         state = checkpoint["sweep_stack"]
-        self.history = {k: list(state["history"].get(k, [])) for k in HISTORY}
+        self.history = {k: list(state["history"][k]) for k in HISTORY}
         self.n_val, self.n_test = state["totals"]
 
     def export(self, k: int) -> DigitsMLP:
@@ -319,7 +321,7 @@ class StackedMLP(ChunkedSGD):
         init = hp.init if isinstance(hp.init, str) else hp.init[k]
         net = DigitsMLP(
             sizes=hp.sizes, lr=hp.lrs[k], init=init, backprop=hp.backprop, seed=hp.seeds[k],
-            activation=hp.get("activation", "sigmoid"),
+            activation=hp.activation,
         )  # fmt: skip
         with torch.no_grad():
             for l, layer in enumerate(net.layers):
