@@ -37,8 +37,21 @@ def non_negative_float(text: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
+    """compare_gradients.py's flags: the network, then the check."""
     p = argparse.ArgumentParser(
         description="Compare the gradients of BP1-BP4 with autograd and finite differences."
+    )
+    add_network_flags(p)
+    add_check_flags(p)
+    return p
+
+
+def add_network_flags(p: argparse.ArgumentParser) -> None:
+    """Which network: a checkpoint, or a fresh one and how it is drawn."""
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a DigitsMLP checkpoint (.ckpt) to check, with its activation",
     )
     p.add_argument(
         "--sizes",
@@ -47,18 +60,6 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help=f"neurons per layer, input first (default: {' '.join(map(str, DEFAULT_SIZES))}, "
         "or the checkpoint's)",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=cli.positive_int,
-        default=10,
-        help="mini-batch size m (default: %(default)s)",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default="float64",
-        help="number type of the check (default: %(default)s)",
     )
     p.add_argument(
         "--seed",
@@ -78,6 +79,22 @@ def parser() -> argparse.ArgumentParser:
         choices=ACTIVATIONS,
         default=None,
         help=f"the fresh network's hidden layers (default: {ACTIVATIONS[0]}; a checkpoint's own)",
+    )
+
+
+def add_check_flags(p: argparse.ArgumentParser) -> None:
+    """The mini-batch, the number type, the tolerances and where to compute."""
+    p.add_argument(
+        "--batch-size",
+        type=cli.positive_int,
+        default=10,
+        help="mini-batch size m (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float64",
+        help="number type of the check (default: %(default)s)",
     )
     p.add_argument(
         "--tolerance",
@@ -100,17 +117,11 @@ def parser() -> argparse.ArgumentParser:
         "data, else random pixels)",
     )
     p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="a DigitsMLP checkpoint (.ckpt) to check, with its activation",
-    )
-    p.add_argument(
         "--accelerator",
         choices=DEVICES,
         default="cpu",
         help="where to compute (default: %(default)s)",
     )
-    return p
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -198,24 +198,28 @@ def batch_sums(
         message = f"backprop(X, Y) of a mini-batch of {m} columns raises: {outcome.error}"
         own_failure(checks, "BP3", None, message)
         return None
-    batch = gradient_lists(ref, outcome.value)
+    problem = layers.returned_pair(outcome.value, n)
+    if problem:
+        own_failure(checks, "BP3", None, f"for the mini-batch X, Y: {problem}")
+    if problem or per_example is None:
+        return None
+    nabla_b, nabla_w = outcome.value
+    batch = [*map(layers.as_array, nabla_w), *map(layers.as_array, nabla_b)]
     for k in range(n - 1, -1, -1):
         for name, index, equation in (
-            (
-                "BP4",
-                k,
-                f"nabla_w[{k}] = Σₓ δˣ (aˣ)ᵀ, the matrix product of the δ and input columns",
-            ),
-            ("BP3", n + k, f"nabla_b[{k}] = Σₓ δˣ, the sum over the columns, shape (n, 1)"),
+            ("BP4", k, f"nabla_w[{k}] = Σₓ δˣ (aˣ)ᵀ, the product of the δ and input columns"),
+            ("BP3", n + k, f"nabla_b[{k}] = Σₓ δˣ, the sum over the columns"),
         ):
-            got = None if batch is None else batch[index]
-            if per_example is not None and not close(got, per_example[index]):
+            got, want = batch[index], per_example[index]
+            if not close(got, want):
+                shape = "" if got is None or got.shape == want.shape else f", not {got.shape}"
                 message = (
-                    f"backprop(X, Y) of a mini-batch of {m} columns should return {equation} "
-                    "(the sum of the examples' own)"
+                    f"backprop(X, Y) of a mini-batch of {m} columns should return {equation}, "
+                    f"of shape {want.shape}{shape} (the sum of the examples' own)"
                 )
                 own_failure(checks, name, ref.layer(k), message)
-    return batch
+    shapes = [p.shape for p in [*ref.weights, *ref.biases]]
+    return batch if all(g is not None and g.shape == s for g, s in zip(batch, shapes)) else None
 
 
 def own_failure(checks: dict[str, Check], name: str, layer: int | None, message: str) -> None:

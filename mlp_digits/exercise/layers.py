@@ -2,11 +2,11 @@
 
 A learner's ``backprop`` returns only ``(nabla_b, nabla_w)``, so each layer's δ is read from
 them: BP3 says nabla_b = δ, and BP4 says nabla_w = δ aᵀ, so δ = nabla_w a / ‖a‖² as well (a,
-the layer's input, is the checker's own). When both agree, δ is theirs; when only nabla_w is
-of the form δ aᵀ, δ comes from it (and nabla_b is a BP3 mistake); otherwise from nabla_b (and
-nabla_w is a BP4 mistake). Each equation is then judged against the learner's own δ of the
-layer above: a layer that is wrong only because it inherits a wrong δ is a consequence, and
-a mistake is named where it is made.
+the layer's input, is the checker's own). When both agree, or nabla_b is right, δ is nabla_b;
+when only nabla_w is of the form δ aᵀ, δ comes from it (and nabla_b is a BP3 mistake);
+otherwise from nabla_b (and nabla_w is a BP4 mistake). Each equation is then judged against
+the learner's own δ of the layer above: a layer that is wrong only because it inherits a
+wrong δ is a consequence, and a mistake is named where it is made.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def observed_deltas(ref: Reference, grads: Gradients) -> dict[int, np.ndarray | 
         from_w = None
         if nw is not None:
             from_w = np.einsum("eij,je->ie", nw, a) / np.sum(a * a, axis=0)
-        if nb is not None and nw is not None and close(nw, variants.outer(nb, a)):
+        right_b = close(nb, ref.columns(ref.nabla_b, k))  # then BP1/BP2 and BP3 are right
+        if nb is not None and (right_b or nw is not None and close(nw, variants.outer(nb, a))):
             deltas[k] = nb
         elif from_w is not None and close(nw, variants.outer(from_w, a)):
             deltas[k] = from_w

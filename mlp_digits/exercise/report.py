@@ -105,7 +105,11 @@ class Report:
         own = self.mistakes
         named = [f"{c.name} {c.mistake}" if c.mistake else c.name for c in own]
         following = sum(not c.passed and c.consequence for c in self.checks)
-        tail = f"; {following} more fail only as a consequence" if following else ""
+        tail = (
+            "" if not following
+            else "; 1 more check fails only as a consequence" if following == 1
+            else f"; {following} more fail only as consequences"
+        )  # fmt: skip
         mistakes = "1 mistake" if len(own) == 1 else f"{len(own)} mistakes"
         return f"{self.source}: FAIL, {mistakes}: {', '.join(named)}{tail}"
 
