@@ -18,7 +18,13 @@ import numpy as np
 
 from mlp_digits.exercise import layers, variants
 from mlp_digits.exercise.learner import Learner, Outcome, Uncheckable
-from mlp_digits.exercise.problem import Reference, close, relative_error
+from mlp_digits.exercise.problem import (
+    MAIN_SIZES,
+    SQUARE_SIZES,
+    Reference,
+    close,
+    relative_error,
+)
 from mlp_digits.exercise.report import CHECKS, Check, Report
 
 BACKPROP_CHECKS = ("BP1", "BP2", "BP3", "BP4")
@@ -254,16 +260,23 @@ def grade_network(learner: Learner, ref: Reference) -> Graded:
 
 
 def on_the_square(main: Check, square: Check, raised: str | None = None) -> Check:
-    """A check that failed on a shape of 784-16-16-10 (or, ``raised``, whose backprop
+    """A check that failed on a shape of the main network (or, ``raised``, whose backprop
     raised there), told by the square network."""
     seen = raised or main.message
     if raised is None and not square.passed and square.by_shape:  # the same trouble there
         return main
+    if square.consequence:  # the line that raised is shown where the mistake is
+        return replace(square, by_shape=False)
+    there, here = layers_text(SQUARE_SIZES), layers_text(MAIN_SIZES)
     if square.passed:
-        note = "on a 12-12-12-12 network, where every shape fits, the numbers are right"
+        note = f"on a {there} network, where every shape fits, the numbers are right"
         return replace(main, message=f"{seen} ({note}: a shape is wrong there)")
-    note = f"seen on a 12-12-12-12 network, where every shape fits; on 784-16-16-10: {seen}"
-    return replace(square, message=f"{square.message} ({note})", by_shape=False)
+    note = f"seen on a {there} network, where every shape fits; on {here}: {seen}"
+    return replace(square, message=f"{square.message.rstrip('.')} ({note})", by_shape=False)
+
+
+def layers_text(sizes: tuple[int, ...]) -> str:
+    return "-".join(map(str, sizes))
 
 
 def merged(main: Graded, square: Graded) -> dict[str, Check]:
