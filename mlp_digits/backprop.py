@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-ACTIVATIONS = ("sigmoid", "relu")  # of the hidden layers; the output layer is always σ
+from mlp_digits.config import DEFAULTS
 
 
 def sigmoid(z: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ def relu_prime(z: Tensor) -> Tensor:
     return (z > 0).to(z.dtype)
 
 
-def activation_prime(a: Tensor, activation: str = "sigmoid") -> Tensor:
+def activation_prime(a: Tensor, activation: str = DEFAULTS.activation) -> Tensor:
     """The derivative at z of the neuron's activation function, from its activation a:
 
         σ'(z) = σ(z)(1 − σ(z)) = a − a²        ReLU'(z) = 1 where a > 0, else 0
@@ -82,7 +82,10 @@ def weighted_input(w: Tensor, b: Tensor, a: Tensor) -> Tensor:
 
 
 def feedforward(
-    weights: Sequence[Tensor], biases: Sequence[Tensor], x: Tensor, activation: str = "sigmoid"
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    x: Tensor,
+    activation: str = DEFAULTS.activation,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Run x through the network: zˡ = Wˡ aˡ⁻¹ + bˡ and aˡ = σ(zˡ), layer by layer.
 
@@ -107,7 +110,7 @@ def backward(
     weights: Sequence[Tensor],
     activations: Sequence[Tensor],
     y: Tensor,
-    activation: str = "sigmoid",
+    activation: str = DEFAULTS.activation,
     use_layer: Callable[[int, Tensor, Tensor], None] | None = None,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """The backward pass: ∂C/∂W and ∂C/∂b from a feedforward's activations, by the four
@@ -158,7 +161,7 @@ def backprop(
     biases: Sequence[Tensor],
     x: Tensor,
     y: Tensor,
-    activation: str = "sigmoid",
+    activation: str = DEFAULTS.activation,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """Gradients ``(nabla_w, nabla_b)`` of the mini-batch cost C = 1/(2m) Σ_x ‖y(x) − a(x)‖².
 

@@ -150,20 +150,10 @@ def resolve_val_size(val_size: float, n: int) -> int:
     return count
 
 
-SPLITS = ("last", "seeded")
-
-
-def split_indices(n: int, n_val: int, split: str, seed: int) -> tuple[Tensor, Tensor]:
+def split_indices(n: int, n_val: int) -> tuple[Tensor, Tensor]:
     """Which of the n training-file images train and which validate: ``(train, val)``.
 
-    ``"last"`` is the book's split (``mnist.pkl.gz``): validation is the last ``n_val`` images
-    of the file, training the rest, both in file order, whatever the seed. ``"seeded"`` is
-    the random split of this project's first checkpoints, kept so that they still evaluate
-    on their own validation images.
+    The book's split (``mnist.pkl.gz``): validation is the last ``n_val`` images of the file,
+    training the rest, both in file order, whatever the seed.
     """
-    if split == "last":
-        return torch.arange(n - n_val), torch.arange(n - n_val, n)
-    if split == "seeded":
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        return order[n_val:], order[:n_val]
-    raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return torch.arange(n - n_val), torch.arange(n - n_val, n)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from mlp_digits import backprop as bp
 from mlp_digits import sgd
+from mlp_digits.config import DEFAULTS
 
 FD_STEP = 1e-6  # h: truncation error O(h²), rounding error O(ε/h) with ε ≈ 1e-16 in float64
 FD_SAMPLES = 20  # coordinates per parameter tensor
@@ -63,7 +64,7 @@ def parameter_names(n_layers: int) -> list[str]:
 
 
 def network_cost(
-    params: Sequence[Tensor], x: Tensor, y: Tensor, activation: str = bp.ACTIVATIONS[0]
+    params: Sequence[Tensor], x: Tensor, y: Tensor, activation: str = DEFAULTS.activation
 ) -> Tensor:
     """C for ``params = [W⁰, b⁰, W¹, b¹, ...]``, by the one forward pass of ``backprop``."""
     activations, _ = bp.feedforward(params[::2], params[1::2], x, activation)
@@ -125,7 +126,7 @@ def compare_gradients(
     n_samples: int = FD_SAMPLES,
     h: float = FD_STEP,
     seed: int = 0,
-    activation: str = bp.ACTIVATIONS[0],
+    activation: str = DEFAULTS.activation,
 ) -> list[GradientRow]:
     """One ``GradientRow`` per tensor, in state_dict order; ``seed`` picks the sampled S.
 

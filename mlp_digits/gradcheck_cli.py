@@ -3,8 +3,8 @@ name, the tolerances, and the report of ``mlp_digits.gradcheck``'s comparison.
 
 The network is a checkpoint's (its sizes, weights and activation, and its run's data unless
 ``--data-dir`` is given) or a fresh one drawn by ``network.initial_parameters`` from
-``--seed``, with ``--sizes``, ``--init`` and ``--activation``. Lightning is imported only to read a
-checkpoint.
+``--seed``, with ``--sizes``, ``--init`` and ``--activation``. The flags are parsed before
+torch is imported (``--help`` answers at once); Lightning only to read a checkpoint.
 """
 
 from __future__ import annotations
@@ -12,18 +12,23 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from mlp_digits import cli
+from mlp_digits.config import (
+    ACTIVATIONS,
+    DEFAULT_SIZES,
+    DEFAULTS,
+    INITS,
+    LOGDIR,
+    layers,
+    mnist_problem,
+)
 
-from mlp_digits import cli, gradcheck
-from mlp_digits.backprop import ACTIVATIONS
-from mlp_digits.data import DataError
-from mlp_digits.network import DEFAULT_SIZES, INITS, check_mnist_sizes, initial_parameters
+if TYPE_CHECKING:
+    import torch
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float64", "float32")
 # Rounding in float32 (ε ≈ 1e-7) leaves relative errors near 1e-6; in float64 near 1e-15.
 DEFAULT_TOLERANCE = {"float32": 1e-5, "float64": 1e-10}
 DEVICES = {"cpu": "cpu", "gpu": "cuda"}  # --accelerator, as Lightning's, to torch's device
@@ -36,9 +41,9 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> cli.Parser:
     """compare_gradients.py's flags: the network, then the check."""
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         description="Compare the gradients of BP1-BP4 with autograd and finite differences."
     )
     add_network_flags(p)
@@ -51,34 +56,41 @@ def add_network_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint",
         default=None,
-        help="a DigitsMLP checkpoint (.ckpt) to check, with its activation",
+        help="check a trained network, with its activation: a .ckpt written by train.py, a "
+        "run's folder (its last.ckpt), 'best' or 'last' (the newest run's under --logdir)",
+    )
+    p.add_argument(
+        "--logdir",
+        default=LOGDIR,
+        help="where --checkpoint best or last finds the newest run (default: %(default)s)",
     )
     p.add_argument(
         "--sizes",
         type=cli.positive_int,
         nargs="+",
         default=None,
-        help=f"neurons per layer, input first (default: {' '.join(map(str, DEFAULT_SIZES))}, "
-        "or the checkpoint's)",
+        help=f"neurons per layer, input first (default: {layers(DEFAULT_SIZES, ' ')}, or the "
+        "checkpoint's)",
     )
     p.add_argument(
         "--seed",
         type=int,
-        default=0,
+        default=DEFAULTS.seed,
         help="draws the fresh network's weights (network.initial_parameters), the random "
         "inputs and the sampled coordinates (default: %(default)s)",
     )
     p.add_argument(
         "--init",
         choices=INITS,
-        default=INITS[0],
-        help="the fresh network's start, as train.py's --init (default: %(default)s)",
+        default=DEFAULTS.init,
+        help=f"the fresh network's start: {cli.INIT_HELP} (default: %(default)s)",
     )
     p.add_argument(
         "--activation",
         choices=ACTIVATIONS,
         default=None,
-        help=f"the fresh network's hidden layers (default: {ACTIVATIONS[0]}; a checkpoint's own)",
+        help=f"the fresh network's: {cli.ACTIVATION_HELP} (default: {DEFAULTS.activation}; a "
+        "checkpoint's own)",
     )
 
 
@@ -93,7 +105,7 @@ def add_check_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dtype",
         choices=DTYPES,
-        default="float64",
+        default=DTYPES[0],
         help="number type of the check (default: %(default)s)",
     )
     p.add_argument(
@@ -128,11 +140,10 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Checks that need more than one flag; each failure is p.error (exit 2)."""
     if args.sizes is not None and len(args.sizes) < 2:
         p.error("--sizes needs at least two layers, e.g. 784 10")
-    problem = args.data_dir and args.sizes and check_mnist_sizes(args.sizes)
+    problem = args.data_dir and args.sizes and mnist_problem(args.sizes)
     if problem:
-        p.error(f"--sizes {' '.join(map(str, args.sizes))}: {problem}")
-    if args.accelerator == "gpu" and not torch.cuda.is_available():
-        p.error("--accelerator gpu: this machine has no CUDA GPU; use --accelerator cpu")
+        p.error(f"--sizes {layers(args.sizes, ' ')}: {problem}")
+    cli.check_accelerator(p, args.accelerator)
 
 
 @dataclass
@@ -141,8 +152,8 @@ class Subject:
     where it came from, and its run's data folder (a checkpoint's; None for a fresh one)."""
 
     sizes: list[int]
-    weights: list[Tensor]
-    biases: list[Tensor]
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
     activation: str
     source: str
     run_data_dir: str | None = None
@@ -150,8 +161,10 @@ class Subject:
 
 def fresh_network(args: argparse.Namespace) -> Subject:
     """``initial_parameters`` of ``--sizes``, ``--init`` and ``--seed``, with ``--activation``."""
+    from mlp_digits.network import initial_parameters
+
     sizes = args.sizes or list(DEFAULT_SIZES)
-    activation = args.activation or ACTIVATIONS[0]
+    activation = args.activation or DEFAULTS.activation
     weights, biases = initial_parameters(sizes, args.init, args.seed)
     source = f"fresh {activation} network (init {args.init}, seed {args.seed})"
     return Subject(sizes, weights, biases, activation, source)
@@ -159,9 +172,10 @@ def fresh_network(args: argparse.Namespace) -> Subject:
 
 def checkpoint_network(args: argparse.Namespace) -> Subject:
     """The checkpoint's network; ``--sizes`` or ``--activation`` that differ are refused."""
-    from mlp_digits.lightning import checkpoint  # Lightning: only for a checkpoint
+    from mlp_digits.data import DataError
+    from mlp_digits.lightning import checkpoint, runs  # Lightning: only for a checkpoint
 
-    path = Path(args.checkpoint)
+    path = runs.checkpoint_path(args.checkpoint, args.logdir)
     contents = checkpoint.read_checkpoint(path)
     model = checkpoint.model_from_checkpoint(contents, path)
     sizes = list(model.hparams.sizes)
@@ -183,16 +197,18 @@ def load_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, str]:
     """Inputs x (m, n_in) in float64, labels (m,), and a phrase saying where they came from:
     the first m test images of ``--data-dir`` or of the checkpoint's run, else random pixels."""
+    import torch
+
+    from mlp_digits.data import DataError, load_mnist  # torchvision: only for MNIST files
+
     m, sizes = args.batch_size, subject.sizes
     data_dir = args.data_dir or subject.run_data_dir
     if data_dir is None:
         x = torch.rand(m, sizes[0], dtype=torch.float64)
         return x, torch.randint(sizes[-1], (m,)), "random pixels in [0, 1], random labels"
-    problem = check_mnist_sizes(sizes)
+    problem = mnist_problem(sizes)
     if problem:
-        raise DataError(f"sizes {'-'.join(map(str, sizes))} do not fit MNIST: {problem}")
-    from mlp_digits.data import load_mnist  # torchvision: only for MNIST files
-
+        raise DataError(f"sizes {layers(sizes)} do not fit MNIST: {problem}")
     whose = "" if args.data_dir else " (the checkpoint's run's data)"
     try:
         pixels, targets = load_mnist(data_dir, "test")
@@ -206,10 +222,15 @@ def load_batch(
 
 def check(args: argparse.Namespace) -> int:
     """Compare the three gradients, print the table and PASS or FAIL; exit status 0 or 1."""
+    import torch
+    import torch.nn.functional as F
+
+    from mlp_digits import gradcheck
+
     torch.manual_seed(args.seed)  # the random pixels, if no data
     subject = checkpoint_network(args) if args.checkpoint else fresh_network(args)
     x, targets, inputs = load_batch(args, subject)
-    dtype, device = DTYPES[args.dtype], torch.device(DEVICES[args.accelerator])
+    dtype, device = getattr(torch, args.dtype), torch.device(DEVICES[args.accelerator])
     weights = [w.to(device, dtype) for w in subject.weights]
     biases = [b.to(device, dtype) for b in subject.biases]
     x = x.to(device, dtype)
@@ -219,10 +240,9 @@ def check(args: argparse.Namespace) -> int:
         weights, biases, x, y, seed=args.seed, activation=subject.activation
     )
     tolerance = DEFAULT_TOLERANCE[args.dtype] if args.tolerance is None else args.tolerance
-    shape = "-".join(map(str, subject.sizes))
     print(
-        f"Gradient check: {args.dtype}, sizes {shape}, {subject.activation}, batch {len(x)}, "
-        f"accelerator {args.accelerator}"
+        f"Gradient check: {args.dtype}, sizes {layers(subject.sizes)}, {subject.activation}, "
+        f"batch {len(x)}, accelerator {args.accelerator}"
     )
     print(f"inputs: {inputs}; network: {subject.source}")
     print(gradcheck.format_table(rows))

@@ -16,52 +16,26 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-N_INPUTS = 784  # one input neuron per pixel of a 28x28 image
-N_OUTPUTS = 10  # one output neuron per digit
-DEFAULT_SIZES = (N_INPUTS, 16, 16, N_OUTPUTS)  # two hidden layers of 16, as in the video
-INITS = ("gaussian", "scaled")
-
-
-def check_mnist_sizes(sizes: Sequence[int]) -> str | None:
-    """What is wrong with ``sizes`` as a network for MNIST, as a sentence; None if nothing.
-
-    The caller names the sizes' source in front of it: ``--sizes 784 30 9: ...``.
-    """
-    if len(sizes) < 2:
-        return f"a network needs at least two layers, e.g. {N_INPUTS} {N_OUTPUTS}"
-    if any(n < 1 for n in sizes):
-        return "every layer needs at least one neuron"
-    if (sizes[0], sizes[-1]) != (N_INPUTS, N_OUTPUTS):
-        return (
-            f"the network takes {sizes[0]} inputs and gives {sizes[-1]} outputs; MNIST needs "
-            f"{N_INPUTS} inputs and {N_OUTPUTS} outputs, so the sizes must start with "
-            f"{N_INPUTS} and end with {N_OUTPUTS}"
-        )
-    return None
+from mlp_digits.config import DEFAULTS, INITS
 
 
 def initial_parameters(
-    sizes: Sequence[int], init: str = "gaussian", seed: int = 0
+    sizes: Sequence[int], init: str = DEFAULTS.init, seed: int = DEFAULTS.seed
 ) -> tuple[list[Tensor], list[Tensor]]:
     """A seed's starting point, float32: ``(weights, biases)``, one tensor per layer.
 
     ``"gaussian"``: weights and biases from N(0, 1), as the book's network.py.
     ``"scaled"``: weights from N(0, 1/n_in), biases from N(0, 1), as its network2.py.
 
-    Every run of this project, ``train.py``'s and each network of a sweep, starts here. The
-    numbers come from ``torch.manual_seed(seed)``'s stream, which first served the
-    U(±1/√n_in) start that ``nn.Linear`` draws when it is built: those draws are made and
-    dropped, so that a seed keeps giving the weights of every run published so far.
+    Every run of this project, ``train.py``'s and each network of a sweep, starts here: a
+    CPU generator seeded with ``seed`` draws, layer by layer, the weights Wˡ row by row and
+    then the biases bˡ, so that a seed gives the same start on any device.
     """
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
     generator = torch.Generator().manual_seed(seed)
-    layers = list(zip(sizes[:-1], sizes[1:]))
-    for n_in, n_out in layers:  # nn.Linear's own start, dropped (see above)
-        torch.empty(n_out, n_in).uniform_(generator=generator)
-        torch.empty(n_out).uniform_(generator=generator)
     weights, biases = [], []
-    for n_in, n_out in layers:
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         std = 1.0 if init == "gaussian" else n_in**-0.5
         weights.append(torch.empty(n_out, n_in).normal_(0.0, std, generator=generator))
         biases.append(torch.empty(n_out).normal_(0.0, 1.0, generator=generator))

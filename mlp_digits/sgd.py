@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mlp_digits import backprop as bp
+from mlp_digits.config import BACKPROPS, DEFAULTS
 
-BACKPROPS = ("autograd", "manual")
 Gradients = tuple[list[Tensor], list[Tensor]]
 
 
@@ -44,7 +44,7 @@ def gradients(
     x: Tensor,
     y: Tensor,
     backprop: str,
-    activation: str = "sigmoid",
+    activation: str = DEFAULTS.activation,
 ) -> Step:
     """∂C/∂W and ∂C/∂b of every layer for the mini-batch (x, y), by BP1–BP4 (``"manual"``) or
     by autograd (``"autograd"``), with the output aᴸ they came from.
@@ -95,9 +95,9 @@ def sgd_step(
     x: Tensor,
     y: Tensor,
     eta: float | Tensor,
-    backprop: str = "manual",
+    backprop: str = DEFAULTS.backprop,
     average: Callable[[list[Tensor], list[Tensor]], Gradients] | None = None,
-    activation: str = "sigmoid",
+    activation: str = DEFAULTS.activation,
     keep_gradients: bool = True,
 ) -> Step:
     """One step of SGD on the mini-batch (x, y): ``Step(output before it, nabla_w, nabla_b)``.
@@ -217,10 +217,10 @@ def SGD(
     epochs: int,
     batch_size: int,
     eta: float,
-    seed: int = 0,
-    backprop: str = "manual",
+    seed: int = DEFAULTS.seed,
+    backprop: str = DEFAULTS.backprop,
     test_data: tuple[Tensor, Tensor] | None = None,
-    activation: str = "sigmoid",
+    activation: str = DEFAULTS.activation,
 ) -> list[int]:
     """Train one network in place, as network.py's ``SGD``; return the test images read right
     after each epoch (none without ``test_data``).
@@ -246,7 +246,7 @@ def evaluate(
     biases: Sequence[Tensor],
     x: Tensor,
     targets: Tensor,
-    activation: str = "sigmoid",
+    activation: str = DEFAULTS.activation,
 ) -> int:
     """How many of the images x the network reads right: its answer is the brightest output."""
     activations, _ = bp.feedforward(weights, biases, x.to(weights[0].dtype), activation)

@@ -26,7 +26,6 @@ from mlp_digits import cli
 from mlp_digits.bench import report as benchmark_report
 from mlp_digits.bench import sweep as sweep_bench
 from mlp_digits.bench.ways import WAYS
-from mlp_digits.sweep import grid as sweep_grid
 
 SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 
@@ -76,7 +75,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         args.synthetic = args.synthetic or args.data_dir is None
     args.val_size = args.val_size or (200 if args.quick else 10_000)
     if args.num_threads is None:  # what train.py, or a sweep, uses unless told otherwise
-        defaults = sweep_grid.parser() if args.sweep else cli.train_parser()
+        defaults = cli.sweep_parser() if args.sweep else cli.train_parser()
         args.num_threads = defaults.get_default("num_threads")
     if args.data_dir is None and not args.synthetic and SHARED_MNIST.is_dir():
         args.data_dir = SHARED_MNIST

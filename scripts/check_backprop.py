@@ -20,8 +20,8 @@ from mlp_digits import cli
 from mlp_digits.exercise.child import TIMEOUT
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser() -> cli.Parser:
+    p = cli.Parser(
         description="Check a learner's Network class (feedforward, BP1-BP4, update_mini_batch)."
     )
     p.add_argument("files", nargs="*", metavar="FILE", help="learners' Python files to check")
@@ -67,5 +67,5 @@ def main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
 if __name__ == "__main__":
     p = parser()
-    args = p.parse_args()
+    args = p.parse_args()  # before torch loads: --help answers at once
     sys.exit(main(args, p))

@@ -7,7 +7,7 @@ To run:
     python scripts/compare_gradients.py --dtype float32            # the same in float32
     python scripts/compare_gradients.py --activation relu --seed 1 # another network, ReLU
     python scripts/compare_gradients.py --data-dir data            # the first 10 MNIST test images
-    python scripts/compare_gradients.py --checkpoint model.ckpt    # a trained network, its data
+    python scripts/compare_gradients.py --checkpoint best          # a trained network, its data
 """
 
 from __future__ import annotations
@@ -25,6 +25,6 @@ def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     p = parser()
-    args = p.parse_args()
+    args = p.parse_args()  # before torch loads: --help answers at once
     check_args(p, args)
     sys.exit(cli.run(main, args))

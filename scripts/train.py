@@ -9,7 +9,9 @@ To run:
 import sys
 
 from mlp_digits import cli
-from mlp_digits.lightning.training import train
 
 if __name__ == "__main__":
-    sys.exit(cli.run(train, cli.parse_train_args()))
+    args = cli.parse_train_args()  # before Lightning loads: --help and typos answer at once
+    from mlp_digits.lightning.training import train
+
+    sys.exit(cli.run(train, args))

@@ -42,7 +42,7 @@ def test_every_way_trains_on_the_projects_training_images(mnist_160: Path) -> No
     assert train.tolist() == list(range(60))  # the book's split: validation is the last 100
     assert torch.equal(x, all_x[:60]) and torch.equal(targets, all_targets[:60])
     assert args.val_size == 100 and args.batch_size == 7 and args.backprop == "manual"
-    assert (args.lr, args.sizes) == (s.lr, s.sizes) == (3.0, [784, 16, 16, 10])
+    assert (args.lr, args.sizes) == (s.lr, s.sizes) == (3.0, (784, 16, 16, 10))
 
 
 def test_book_loop_step_equals_a_float64_autograd_sgd_step(mnist_160: Path) -> None:

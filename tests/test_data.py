@@ -62,25 +62,6 @@ def test_validation_is_the_last_images_of_the_file_whatever_the_seed(tiny_mnist:
         assert dm.splits["val"][1].tolist() == labels[500:].tolist()
 
 
-def test_seeded_split_of_old_checkpoints_is_deterministic_from_the_seed(tiny_mnist: Path) -> None:
-    a, b, c = (datamodule(tiny_mnist, seed=s, split="seeded").splits["val"][0] for s in (0, 0, 1))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, c)
-
-
-@pytest.mark.parametrize("split", ["last", "seeded"])
-def test_split_partitions_the_training_file(tiny_mnist: Path, split: str) -> None:
-    dm = datamodule(tiny_mnist, split=split)
-    images, labels = separable_digits(600, seed=0)  # what write_mnist wrote
-    together = torch.cat([dm.splits["train"][0], dm.splits["val"][0]])
-    expected = torch.from_numpy(images.reshape(600, -1)).float() / 255
-    # same multiset of rows: sort both by their bytes
-    assert sorted(map(bytes, together.numpy())) == sorted(map(bytes, expected.numpy()))
-    assert torch.cat([dm.splits["train"][1], dm.splits["val"][1]]).bincount().tolist() == (
-        np.bincount(labels).tolist()
-    )
-
-
 def test_pixels_are_float32_in_unit_range_and_match_the_file(tiny_mnist: Path) -> None:
     x, targets = load_mnist(tiny_mnist, "test")
     images, labels = separable_digits(200, seed=1)

@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from mlp_digits import cli
 from mlp_digits.data import DataError
 from mlp_digits.lightning import training
 from mlp_digits.lightning.checkpoint import load_checkpoint
+from mlp_digits.lightning.hparams import write_hparams
 from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.lightning.pictures import (
     CELL,
@@ -42,7 +44,6 @@ from mlp_digits.lightning.pictures import (
     weight_tiles,
 )
 from mlp_digits.page.predict import BLANK_NOTE, format_results, predict_files
-from mlp_digits.sweep import grid as sweep_grid
 from mlp_digits.sweep import report as sweep_report
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.grid import build_grid
@@ -86,10 +87,10 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
     logdir = root / "logs"
     flags = ["--no-download", "--val-size", "100", "--max-epochs", "3", "--seeds", "0"]
     flags += ["--lr", "1", "3", "--logdir", str(logdir), "--num-threads", "1", *CPU]
-    args = sweep_grid.parser().parse_args([*flags, "--data-dir", str(data)])
+    args = cli.sweep_parser().parse_args([*flags, "--data-dir", str(data)])
     with contextlib.redirect_stdout(io.StringIO()):
         assert sweep.run(args) == 0
-    broken = sweep_grid.parser().parse_args([*flags, "--data-dir", str(root / "nowhere")])
+    broken = cli.sweep_parser().parse_args([*flags, "--data-dir", str(root / "nowhere")])
     with pytest.raises(DataError, match="MNIST is not in"):
         sweep.run(broken)
     return logdir / "sweep" / "version_0", data, logdir
@@ -98,7 +99,7 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pa
 def test_a_failed_sweep_leaves_no_folder_and_resume_last_finds_the_real_one(tiny_sweep) -> None:
     folder, data, logdir = tiny_sweep
     assert sorted(p.name for p in folder.parent.iterdir()) == ["version_0"]
-    args = sweep_grid.parser().parse_args(["--resume", "last", "--logdir", str(logdir)])
+    args = cli.sweep_parser().parse_args(["--resume", "last", "--logdir", str(logdir)])
     assert sweep.sweep_folder(args) == folder
 
 
@@ -135,13 +136,17 @@ def test_the_resume_line_after_a_stop_runs_as_printed_and_offline(
     build_run = training.build_run
     monkeypatch.setattr(training, "build_run", lambda args: build_run(args, [StopAfter()]))
     args = cli.parse_train_args(
-        ["--data-dir", "mnist", "--val-size", "100", "--max-epochs", "2", "--no-download",
+        ["--data-dir", "mnist", "--val-size", "100", "--max-epochs", "3", "--no-download",
          "--logdir", "logs", "--name", "ctrlc", *CPU]
     )  # fmt: skip
     assert training.train(args) == 128 + signal.SIGINT
     line = capsys.readouterr().err.strip().splitlines()[-1]
     printed = line.split("to go on: ")[1]
-    assert printed == "python scripts/train.py --resume last --logdir logs --name ctrlc"
+    assert printed == "python scripts/train.py --resume logs/ctrlc/version_0"
+    # Another run in the same folder since: the printed line still resumes the stopped one.
+    (tmp_path / "logs" / "ctrlc" / "version_1" / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "logs/ctrlc/version_0/checkpoints/last.ckpt",
+                tmp_path / "logs/ctrlc/version_1/checkpoints/last.ckpt")  # fmt: skip
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # this python
     resumed = subprocess.run(
@@ -150,8 +155,19 @@ def test_the_resume_line_after_a_stop_runs_as_printed_and_offline(
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "Resuming" in resumed.stdout and re.search(r"^Test: \d+ / 200", resumed.stdout, re.M)
+    assert "Resuming logs/ctrlc/version_0/checkpoints/last.ckpt" in resumed.stdout
     hparams = (tmp_path / "logs" / "ctrlc" / "version_0" / "hparams.yaml").read_text()
     assert f"data_dir: {data.resolve()}" in hparams
+
+    again = subprocess.run(
+        ["bash", "-c", printed], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env=os.environ | OFFLINE | {"PATH": path},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.strip() == (
+        "logs/ctrlc/version_0 has trained all its 3 epochs; to train it longer, give "
+        "--max-epochs above 3 with --resume"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +303,7 @@ def test_hparams_tab_ticks_what_a_learner_compares(tmp_path: Path) -> None:
     logger = TensorBoardLogger(tmp_path, name="", default_hp_metric=False)
     hparams = {**DigitsMLP().hparams, "batch_size": 10, "data_dir": "/d", "download": True,
                "val_size": 100, "split": "last", "precision": "32"}  # fmt: skip
-    training.write_hparams(logger, hparams, ["val/accuracy"])
+    write_hparams(logger, hparams, ["val/accuracy"])
     events = EventAccumulator(logger.log_dir)
     events.Reload()
     content = events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG]
@@ -303,7 +319,7 @@ def test_hparams_tab_ticks_what_a_learner_compares(tmp_path: Path) -> None:
 
 def test_figures_count_epochs_from_0_in_whole_numbers_and_write_eta_plainly(tiny_sweep) -> None:
     folder, _, logdir = tiny_sweep
-    args = sweep_grid.parser().parse_args(["--resume", str(folder)])
+    args = cli.sweep_parser().parse_args(["--resume", str(folder)])
     sweep.sweep_folder(args)
     records = sweep.load_stack_records(folder / "stacks" / "stack0")
     results = sweep_report.collect(build_grid(args), records)

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SHARED_MNIST, require_shared_data
 
+from mlp_digits import cli
 from mlp_digits.sweep import grid
 
 SWEEP = [sys.executable, str(REPO / "scripts" / "sweep.py")]
 
 
 def preset_grid(name: str) -> list[grid.Network]:
-    return grid.build_grid(grid.parser().parse_args(["--preset", name]))
+    return grid.build_grid(cli.sweep_parser().parse_args(["--preset", name]))
 
 
 def test_the_relu_preset_trains_sigmoid_and_relu_over_several_eta_five_seeds_each() -> None:
@@ -47,7 +48,7 @@ def test_the_video_preset_sets_the_books_defaults_beside_the_chosen_recipe() -> 
 
 @pytest.mark.parametrize("flag", [["--lr", "1"], ["--activation", "relu"], ["--init", "scaled"]])
 def test_a_preset_with_a_flag_it_sets_says_which_wins(flag: list[str], capsys) -> None:
-    parser = grid.parser()
+    parser = cli.sweep_parser()
     args = parser.parse_args(["--preset", "relu", *flag])
     with pytest.raises(ValueError, match="the preset wins: leave out " + flag[0]):
         grid.build_grid(args)

@@ -21,9 +21,10 @@ from torch.utils.tensorboard import SummaryWriter
 
 from mlp_digits.cli import evaluate_parser, train_parser
 from mlp_digits.data import load_mnist
+from mlp_digits.lightning.evaluation import evaluate
 from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.lightning.projector import evaluation_log_dir, write_projector
-from mlp_digits.lightning.training import evaluate, train
+from mlp_digits.lightning.training import train
 
 SIDE = 28
 

@@ -18,9 +18,11 @@ from conftest import REPO, write_mnist
 
 from mlp_digits import backprop as bp
 from mlp_digits import cli
+from mlp_digits.lightning import training
+from mlp_digits.lightning.callbacks import StopOnSignal
 from mlp_digits.lightning.datamodule import MNISTDataModule
 from mlp_digits.lightning.model import DigitsMLP
-from mlp_digits.lightning.training import StopOnSignal, build_run, train
+from mlp_digits.lightning.training import build_run
 
 TRAIN = str(REPO / "scripts" / "train.py")
 
@@ -84,7 +86,11 @@ def test_signal_mid_epoch_saves_a_checkpoint_that_resumes_to_the_same_weights(
     stopped = interrupt_mid_epoch(big_mnist, tmp_path / "logs", signum)
     assert stopped.returncode == status, stopped.stderr[-2000:]
     assert "Traceback" not in stopped.stderr
-    assert "--resume last" in stopped.stderr.strip().splitlines()[-1]
+    assert (
+        stopped.stderr.strip()
+        .splitlines()[-1]
+        .endswith(f"--resume {tmp_path / 'logs' / 'version_0'}")
+    )  # the stopped run's own folder, whatever runs come after it
     saved = last_ckpt(tmp_path / "logs")
     steps_per_epoch = 29_000 // 10
     assert 0 < saved["sgd_steps"] - steps_per_epoch < steps_per_epoch  # inside epoch 1
@@ -129,7 +135,7 @@ def test_sigterm_to_the_first_of_two_ddp_processes_stops_both_at_the_same_chunk(
     proc.send_signal(signal.SIGTERM)  # the launching process only: rank 0
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 143, err[-2000:]
-    assert "--resume last" in err.strip().splitlines()[-1]
+    assert err.strip().splitlines()[-1].endswith(f"--resume {logdir / 'version_0'}")
     steps_per_epoch = 29_000 // 2 // 10  # each rank's half, in mini-batches of 10
     assert steps_per_epoch < last_ckpt(logdir)["sgd_steps"] < 2 * steps_per_epoch
 
@@ -245,6 +251,13 @@ def first_non_finite_step(data_dir: Path, lr: float) -> int:
     raise AssertionError("no non-finite cost")
 
 
+class InfiniteEta(L.Callback):
+    """η = ∞ from the first step: no flag can ask for it (--lr must be finite)."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.lr = float("inf")
+
+
 def test_non_finite_cost_stops_at_the_exact_step(tiny_mnist: Path, tmp_path: Path, capsys) -> None:
     """An infinite η turns the weights into ±inf, and the next weighted input into inf − inf.
 
@@ -252,8 +265,9 @@ def test_non_finite_cost_stops_at_the_exact_step(tiny_mnist: Path, tmp_path: Pat
     sigmoids, which is why NaN is so rare with this network.)
     """
     args = parse_run(tiny_mnist, tmp_path, "--max-epochs", "2")
-    args.lr = float("inf")
-    assert train(args) == 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(training, "build_run", lambda a: build_run(a, [InfiniteEta()]))
+        assert training.train(args) == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
     step = first_non_finite_step(tiny_mnist, lr=float("inf"))
     assert re.search(rf"cost became nan at step {step} \(epoch 0\); try a smaller --lr", line)
@@ -300,7 +314,7 @@ def test_bad_argument_from_the_command_line_has_no_traceback() -> None:
 def test_resume_without_a_run_says_what_to_do(tmp_path: Path) -> None:
     result = run_train("--resume", "last", "--logdir", str(tmp_path))
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "no version_N/checkpoints/last.ckpt" in result.stderr
+    assert "--resume last: no run with checkpoints/last.ckpt under" in result.stderr
 
 
 # --- reproducibility and DDP ---------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_a_relu_checkpoint_through_predict_py_and_evaluate_py(tmp_path: Path) ->
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[0].startswith(f"Test: {correct} / {len(test_x)} correct")
+    assert run.stdout.splitlines()[1].startswith(f"Test: {correct} / {len(test_x)} correct")
 
 
 def cost_free_hidden(weights: list[Tensor], biases: list[Tensor], x: Tensor) -> Tensor:

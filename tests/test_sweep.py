@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, write_mnist
 from PIL import Image
 
+from mlp_digits import cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
 from mlp_digits.sweep import grid as sweep_grid
@@ -25,7 +26,7 @@ from mlp_digits.sweep.stack import StackedMLP
 
 
 def parse(*flags: str):
-    parser = sweep_grid.parser()
+    parser = cli.sweep_parser()
     return parser, parser.parse_args(list(flags))
 
 
@@ -67,7 +68,7 @@ def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
         (["--lr", "3", "3"], "listed twice"),
         (["--seeds", "0-2", "1"], "listed twice"),
         (["--sizes", "784,10", "784,10"], "listed twice"),
-        (["--preset", "chapter9"], "unknown"),
+        (["--preset", "chapter9"], "invalid choice: 'chapter9'"),
         (["--preset", "chapter1", "--lr", "3"], "the preset wins: leave out"),
         (["--lr", "0"], "above 0"),
         (["--lr", "-1"], "above 0"),
@@ -84,8 +85,8 @@ def test_chapter1_preset_is_the_books_table_with_five_seeds() -> None:
 def test_bad_grid_is_exit_2_with_one_line(
     tiny_mnist: Path, flags: list[str], says: str, capsys
 ) -> None:
-    parser, args = parse(*flags, "--data-dir", str(tiny_mnist), "--val-size", "100")
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as exit:  # while parsing, or in the checks after it
+        parser, args = parse(*flags, "--data-dir", str(tiny_mnist), "--val-size", "100")
         sweep.check_args(parser, args)
     assert exit.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -15,7 +15,6 @@ from conftest import SHARED_MNIST, require_shared_data
 from mlp_digits import cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.training import build_run
-from mlp_digits.sweep import grid as sweep_grid
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.grid import Config, Network
 from mlp_digits.sweep.stack import pixels
@@ -54,7 +53,7 @@ def sweep_stack(
     tmp: Path, backprop: str, precision: str, batch: int = 10, configs: list[Config] | None = None
 ) -> dict:
     """The three networks trained as one stack by the sweep's own path."""
-    args = sweep_grid.parser().parse_args(
+    args = cli.sweep_parser().parse_args(
         [*COMMON, "--backprop", backprop, "--precision", precision, "--logdir", str(tmp)]
     )
     configs = configs or [Config(SIZES, lr, batch) for _, lr in NETS]

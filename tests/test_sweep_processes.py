@@ -91,7 +91,7 @@ def test_two_processes_with_the_default_strategy_give_the_one_process_results(
 
 @pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork", "fsdp"])
 def test_a_strategy_the_sweep_cannot_trust_is_refused_in_one_line(strategy: str, capsys) -> None:
-    parser = sweep_grid.parser()
+    parser = cli.sweep_parser()
     args = parser.parse_args(["--strategy", strategy, "--devices", "2", "--accelerator", "cpu"])
     with pytest.raises(SystemExit) as exit_:
         sweep.check_args(parser, args)
@@ -158,7 +158,7 @@ def test_a_killed_process_ends_the_sweep_which_resumes_only_with_its_processes(
 
 
 def test_a_stack_is_done_only_when_its_records_hold_every_network(tmp_path: Path) -> None:
-    nets = sweep_grid.build_grid(sweep_grid.parser().parse_args(["--seeds", "0-2"]))
+    nets = sweep_grid.build_grid(cli.sweep_parser().parse_args(["--seeds", "0-2"]))
     record = {"networks": [1], "history": {}}
     torch.save(record, tmp_path / "result-rank1.pt")  # an older sweep's file of one process
     assert sweep.load_stack_records(tmp_path, nets) is None

@@ -28,7 +28,7 @@ EPOCH_LINE = re.compile(
     r"^Epoch (\d+): (\d+) / (\d+) validation images correct \((\d+\.\d\d)%\), cost (\d\.\d{4})$",
     re.M,
 )
-TEST_LINE = re.compile(r"^Test: (\d+) / (\d+) correct \((\d+\.\d\d)%\)$", re.M)
+TEST_LINE = re.compile(r"^Test: (\d+) / (\d+) correct \((\d+\.\d\d)%\)", re.M)
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
@@ -70,10 +70,19 @@ def test_train_exits_0_and_prints_a_line_per_epoch_and_the_test_line(two_epoch_r
     assert "tensorboard --logdir" in result.stdout
 
 
+def test_the_test_line_names_the_epoch_it_tested(two_epoch_run) -> None:
+    """The best epoch's checkpoint, which evaluate.py --checkpoint best reads too."""
+    result, _, logdir = two_epoch_run
+    (best,) = logdir.glob("version_*/checkpoints/best-*.ckpt")
+    epoch = torch.load(best, weights_only=True)["epoch"]
+    line = TEST_LINE.search(result.stdout)
+    assert result.stdout[line.end() :].startswith(f", epoch {epoch} (the best on validation)\n")
+
+
 def test_a_normal_run_prints_its_lines_and_no_framework_chatter(two_epoch_run) -> None:
     result, _, logdir = two_epoch_run
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == [
+    assert [line.split(":")[0].split(",")[0] for line in lines] == [
         "Epoch 0",
         "Epoch 1",
         "Test",
@@ -110,7 +119,8 @@ def test_evaluate_prints_the_same_test_count_and_a_per_digit_table(two_epoch_run
     (best,) = logdir.glob("version_*/checkpoints/best-*.ckpt")
     evaluated = run_script("evaluate.py", "--checkpoint", str(best), "--data-dir", str(data_dir))
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert TEST_LINE.search(evaluated.stdout).group(0) == TEST_LINE.search(result.stdout).group(0)
+    assert TEST_LINE.search(evaluated.stdout).groups() == TEST_LINE.search(result.stdout).groups()
+    assert f"Checkpoint: {best} (epoch " in evaluated.stdout
     rows = re.findall(r"^\s+(\d)\s+(\d+) /\s+(\d+)", evaluated.stdout, re.M)
     assert [int(r[0]) for r in rows] == list(range(10))
     assert sum(int(r[2]) for r in rows) == 200

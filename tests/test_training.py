@@ -27,10 +27,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mlp_digits import backprop as bp
 from mlp_digits import book, cli
+from mlp_digits.config import DEFAULT_SIZES
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.chunked import NonFiniteCost
 from mlp_digits.lightning.training import build_run
-from mlp_digits.network import DEFAULT_SIZES, initial_parameters
+from mlp_digits.network import initial_parameters
 
 CPU = ("--accelerator", "cpu")
 
@@ -128,6 +129,22 @@ def test_a_run_stopped_after_any_step_resumes_to_the_weights_of_a_straight_run(
     assert resumed.model.sgd_steps == straight.model.sgd_steps == 144
     a, b = weights(straight), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stop_at_an_epochs_last_step_validates_that_epoch_first(
+    data_601: Path, tmp_path: Path
+) -> None:
+    """Stopped at the end of epoch 0's training (step 72), the run still validates epoch 0
+    before it stops, and the resumed run validates epoch 1: every epoch once."""
+    flags = ("--max-epochs", "3", "--batch-size", "7", "--steps-per-chunk", "36")
+    with pytest.raises(Exception, match="SIGINT"):
+        fit(parse(data_601, tmp_path, *flags), StopAfter(71))  # asked at step 71, stops at 72
+    saved = torch.load(tmp_path / "version_0/checkpoints/last.ckpt", weights_only=True)
+    assert (saved["sgd_steps"], saved["epochs_done"]) == (72, 1)
+    assert [step for step, _ in scalars(tmp_path)["val/accuracy"]] == [72]
+
+    fit(parse(data_601, tmp_path, "--resume", "last"))
+    assert [step for step, _ in scalars(tmp_path)["val/accuracy"]] == [72, 144, 216]
 
 
 # --- curves --------------------------------------------------------------------------------
@@ -239,7 +256,7 @@ def test_a_float64_run_resumes_in_float64_with_its_own_settings(
     assert resumed.model.lr == 2.0 and resumed.model.sgd_steps == 2 * 51
     saved = torch.load(tmp_path / "version_0/checkpoints/last.ckpt", weights_only=True)
     assert all(t.dtype == torch.float64 for t in saved["state_dict"].values())
-    assert saved["run_settings"]["precision"] == "64"
+    assert saved["settings"]["precision"] == "64"
 
 
 # --- stops ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ Samples/s and µs per SGD step, with ``scripts/train.py``'s hyperparameters (its
                       BP1-BP4 by hand with addmm, σ' = a(1 - a) and no per-step cost
 
 Every way trains on the training images of the project's own split (the first
-``len - val_size`` of the file: ``data.split_indices(..., "last", ...)``) from the weights
+``len - val_size`` of the file: ``data.split_indices``) from the weights
 ``DigitsMLP`` draws from the seed, and the plain loops take the project's epoch order
 (``sgd.EpochPermutation``). Each is warmed up first; all but the project stop a timed epoch
 after ``max_seconds``, and samples/s comes from the steps done.
@@ -44,6 +44,7 @@ from torchvision.datasets import MNIST
 
 from mlp_digits import backprop as bp
 from mlp_digits import book, cli
+from mlp_digits.config import DEFAULTS
 from mlp_digits.data import load_mnist, resolve_val_size, split_indices
 from mlp_digits.lightning.training import build_run
 from mlp_digits.network import initial_parameters
@@ -73,8 +74,8 @@ class Settings:
     accelerator: str = "cpu"
     images_every: int = 1  # the project's pictures, as train.py's --images-every
     seed: int = 0
-    lr: float = field(default_factory=lambda: cli.train_parser().get_default("lr"))
-    sizes: list[int] = field(default_factory=lambda: cli.train_parser().get_default("sizes"))
+    lr: float = DEFAULTS.lr
+    sizes: tuple[int, ...] = DEFAULTS.sizes
 
     @property
     def device(self) -> torch.device:
@@ -97,7 +98,7 @@ def sync(device: torch.device) -> None:
 def training_set(s: Settings) -> tuple[Tensor, Tensor, Tensor]:
     """The project's training images, their labels, and their indices in the training file."""
     x, targets = load_mnist(s.data_dir, "train")
-    train, _ = split_indices(len(x), resolve_val_size(s.val_size, len(x)), "last", s.seed)
+    train, _ = split_indices(len(x), resolve_val_size(s.val_size, len(x)))
     return x[train], targets[train], train
 
 

@@ -121,6 +121,7 @@ class SaveCheckpoints(Callback):
         self.dirpath, self.monitor = dirpath, monitor
         self.best_score: float | None = None
         self.best_model_path = ""
+        self.best_epoch: int | None = None
 
     @property
     def last_path(self) -> Path | None:
@@ -138,6 +139,7 @@ class SaveCheckpoints(Callback):
             score = float(trainer.callback_metrics[self.monitor])
             if self.best_score is None or score > self.best_score:
                 previous, self.best_score = self.best_model_path, score
+                self.best_epoch = trainer.current_epoch
                 name = f"best-epoch={trainer.current_epoch}-val_accuracy={score:.4f}.ckpt"
                 self.best_model_path = str(self.dirpath / name)
                 trainer.save_checkpoint(self.best_model_path)
@@ -146,20 +148,13 @@ class SaveCheckpoints(Callback):
         trainer.save_checkpoint(self.last_path)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_model_path": self.best_model_path}
+        return {
+            "best_score": self.best_score,
+            "best_model_path": self.best_model_path,
+            "best_epoch": self.best_epoch,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_score = state.get("best_score")
-        self.best_model_path = state.get("best_model_path", "")
-
-    def on_load_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        # Checkpoints written before this callback kept the best in ModelCheckpoint's state.
-        for key, state in checkpoint.get("callbacks", {}).items():
-            if key.startswith("ModelCheckpoint{'monitor': 'val/accuracy'") and state.get(
-                "best_model_path"
-            ):
-                score = state.get("best_model_score")
-                self.best_score = None if score is None else float(score)
-                self.best_model_path = state["best_model_path"]
+        self.best_score = state["best_score"]
+        self.best_model_path = state["best_model_path"]
+        self.best_epoch = state["best_epoch"]

@@ -18,7 +18,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from mlp_digits.data import SPLITS, load_mnist, prepare_mnist, resolve_val_size, split_indices
+from mlp_digits.config import DATA_DIR, DEFAULTS, Settings
+from mlp_digits.data import load_mnist, prepare_mnist, resolve_val_size, split_indices
 from mlp_digits.sgd import EpochPermutation
 
 # A chunk of about this many samples amortises Lightning's per-step cost (see the module doc).
@@ -117,8 +118,6 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: images held out of the 60,000 training images for validation: a count, or a
             fraction below 1. The book holds out 10,000.
         seed: seeds each epoch's order of the training images.
-        split: ``"last"``: validate on the last ``val_size`` images of the training file,
-            as the book does; ``"seeded"``: the old random split drawn from the seed.
         download: let torchvision download missing files.
         steps_per_chunk: mini-batches per Lightning step (K); ``None`` picks about
             ``CHUNK_SAMPLES`` samples per chunk.
@@ -127,14 +126,13 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        data_dir: str = "data",
-        batch_size: int = 10,
-        val_size: float = 10_000,
-        seed: int = 0,
+        data_dir: str = DATA_DIR,
+        batch_size: int = DEFAULTS.batch_size,
+        val_size: float = DEFAULTS.val_size,
+        seed: int = DEFAULTS.seed,
         download: bool = True,
-        steps_per_chunk: int | None = None,
+        steps_per_chunk: int | None = DEFAULTS.steps_per_chunk,
         eval_batch_size: int = 10_000,
-        split: str = "last",
     ) -> None:
         super().__init__()
         # In the checkpoint too, so that evaluate.py can rebuild the same validation split.
@@ -142,12 +140,16 @@ class MNISTDataModule(L.LightningDataModule):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.data_dir, self.batch_size, self.val_size = data_dir, batch_size, val_size
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.seed, self.download, self.eval_batch_size = seed, download, eval_batch_size
-        self.split = split
         self.steps_per_chunk = steps_per_chunk or max(1, round(CHUNK_SAMPLES / batch_size))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, data_dir: str = DATA_DIR, download: bool = True
+    ) -> MNISTDataModule:
+        """The data of a run's settings, from ``data_dir``."""
+        return cls(data_dir=data_dir, download=download, **settings.arguments(cls))
 
     def prepare_data(self) -> None:
         prepare_mnist(self.data_dir, self.download)
@@ -160,7 +162,7 @@ class MNISTDataModule(L.LightningDataModule):
         if stage in ("fit", "validate", None) and "train" not in self.splits:
             x, targets = load_mnist(self.data_dir, "train")
             n_val = resolve_val_size(self.val_size, len(x))
-            train, val = split_indices(len(x), n_val, self.split, self.seed)
+            train, val = split_indices(len(x), n_val)
             self.splits["train"] = (x[train].to(device), targets[train].to(device))
             self.splits["val"] = (x[val].to(device), targets[val].to(device))
         if stage in ("test", "predict", None) and "test" not in self.splits:

@@ -25,10 +25,9 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mlp_digits import backprop as bp
 from mlp_digits import sgd
-from mlp_digits.backprop import ACTIVATIONS
+from mlp_digits.config import DEFAULTS, Settings, choice_problem, sizes_problem
 from mlp_digits.lightning.chunked import ChunkedSGD
-from mlp_digits.network import DEFAULT_SIZES, INITS, initial_parameters
-from mlp_digits.sgd import BACKPROPS
+from mlp_digits.network import initial_parameters
 
 SATURATED = 1e-3  # an output activation this close to 0 or 1 has all but stopped learning
 
@@ -52,35 +51,22 @@ class DigitsMLP(ChunkedSGD):
 
     def __init__(
         self,
-        sizes: Sequence[int] = DEFAULT_SIZES,
-        lr: float = 3.0,
-        init: str = "gaussian",
-        backprop: str = "autograd",
-        check_gradients_every: int = 0,
-        seed: int = 0,
-        activation: str = "sigmoid",
+        sizes: Sequence[int] = DEFAULTS.sizes,
+        lr: float = DEFAULTS.lr,
+        init: str = DEFAULTS.init,
+        backprop: str = DEFAULTS.backprop,
+        check_gradients_every: int = DEFAULTS.check_gradients_every,
+        seed: int = DEFAULTS.seed,
+        activation: str = DEFAULTS.activation,
     ) -> None:
         super().__init__()
-        if len(sizes) < 2 or any(int(n) < 1 for n in sizes):
-            raise ValueError(f"sizes must be at least two positive layer widths, got {sizes}")
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
-        if backprop not in BACKPROPS:
-            raise ValueError(f"backprop must be one of {BACKPROPS}, got {backprop!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
         sizes = tuple(int(n) for n in sizes)
-        self.save_hyperparameters(
-            {
-                "sizes": sizes,
-                "lr": lr,
-                "init": init,
-                "backprop": backprop,
-                "check_gradients_every": check_gradients_every,
-                "seed": seed,
-                "activation": activation,
-            }
-        )
+        problem = sizes_problem(sizes)
+        problem = f"sizes {sizes}: {problem}" if problem else None
+        problem = problem or choice_problem(init, activation, backprop)
+        if problem:
+            raise ValueError(problem)
+        self.save_hyperparameters()
         self.lr, self.backprop, self.check_every = lr, backprop, check_gradients_every
         self.activation = activation
         # nn.Linear for its state-dict names (layers.0.weight, ...), which every checkpoint
@@ -102,6 +88,11 @@ class DigitsMLP(ChunkedSGD):
         self.test_confusion = MulticlassConfusionMatrix(num_classes=n_classes)
         self.saturation = MeanMetric()
         self.warned_saturation = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DigitsMLP:
+        """The network of a run's settings."""
+        return cls(**settings.arguments(cls))
 
     def forward(self, x: Tensor) -> Tensor:
         """Output activations (m, 10) for pixels x (m, 784) in [0, 1]."""

@@ -17,10 +17,10 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from mlp_digits.config import mnist_problem
 from mlp_digits.data import DataError
 from mlp_digits.lightning.checkpoint import load_checkpoint, one_line
 from mlp_digits.lightning.model import DigitsMLP
-from mlp_digits.network import check_mnist_sizes
 
 FIELD = 28  # MNIST images are 28x28 ...
 BOX = 20  # ... with the digit scaled to fit 20x20 ...
@@ -37,7 +37,7 @@ BLANK_NOTE = " (the image is blank: no digit found, so this is the answer to an 
 def load_model(path: str | os.PathLike) -> DigitsMLP:
     """The network of a checkpoint, in eval mode, checked to read MNIST: 784 inputs, 10 outputs."""
     model = load_checkpoint(path)
-    problem = check_mnist_sizes(model.hparams.sizes)
+    problem = mnist_problem(model.hparams.sizes)
     if problem:
         raise DataError(f"checkpoint {path}: {problem}")
     return model.eval()

@@ -7,15 +7,10 @@ together as one stack (``mlp_digits.sweep.stack``).
 
 from __future__ import annotations
 
-import argparse
-import os
 from argparse import Namespace
 from dataclasses import dataclass, replace
 
-from mlp_digits import cli
-from mlp_digits.backprop import ACTIVATIONS
-from mlp_digits.cli import check_lr, parse_sizes
-from mlp_digits.network import DEFAULT_SIZES
+from mlp_digits.config import layers, lr_problem
 
 
 @dataclass(frozen=True)
@@ -31,7 +26,7 @@ class Config:
 
     @property
     def layers(self) -> str:
-        return "-".join(map(str, self.sizes))
+        return layers(self.sizes)
 
     @property
     def label(self) -> str:
@@ -79,7 +74,6 @@ PRESETS["video"] = [
     Config((784, 16, 16, 10), 3.0, 10, "about 96% (video); the book's settings"),
     Config((784, 16, 16, 10), 0.1, 10, "chosen by validation", activation="relu", init="scaled"),
 ]
-PRESET_SEEDS = list(range(5))
 PRESET_SETS = ("sizes", "lr", "activation", "init")  # flags a preset replaces
 PRESET_EPOCHS = {"video": 60}  # a preset's own --max-epochs, when the user gives none
 
@@ -88,49 +82,6 @@ def preset_epochs(args: Namespace) -> int:
     """The sweep's epochs: --max-epochs when given, else the preset's own, else the flag's."""
     given = "max_epochs" in getattr(args, "given", set())
     return args.max_epochs if given else PRESET_EPOCHS.get(args.preset or "", args.max_epochs)
-
-
-# --- the flags: the shared ones from cli, the grid's own here ----------------------------
-
-
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        usage="%(prog)s [options]  (see --help)",
-        description="Train every combination of the listed values at once, stack by stack.",
-    )
-    parser.add_argument(
-        "--seeds", nargs="+", default=None, help="seeds and ranges: 0-19 25 (default 0-4)"
-    )
-    parser.add_argument(
-        "--lr", type=float, nargs="+", default=None, help="learning rates η (default 3)"
-    )
-    cli.add_sizes_flag(parser, many=True)
-    parser.add_argument(
-        "--batch-size", type=int, nargs="+", default=None, help="mini-batch sizes (default 10)"
-    )
-    parser.add_argument("--preset", default=None, help=f"a ready-made grid: {', '.join(PRESETS)}")
-    parser.add_argument(
-        "--activation",
-        choices=ACTIVATIONS,
-        nargs="+",
-        default=None,
-        help=f"{cli.ACTIVATION_HELP}: one or several (default: sigmoid)",
-    )
-    cli.add_gradient_flags(parser, many=True)
-    cli.add_device_flags(
-        parser, devices_help="processes: with --strategy ddp each trains its share of the networks"
-    )
-    cli.add_data_flags(parser)
-    cli.add_val_size_flag(parser)
-    cli.add_logging_flags(parser)
-    cli.add_num_threads_flag(parser, os.cpu_count() or 1, "a stack of networks uses them all")
-    parser.add_argument(
-        "--export", type=int, default=None,
-        help="network K (the first column of results.csv) to write as a DigitsMLP checkpoint "
-        "(default: the best by validation)",
-    )  # fmt: skip
-    cli.add_resume_flag(parser, "sweep folder")
-    return parser
 
 
 # --- the grid -----------------------------------------------------------------------------
@@ -161,44 +112,44 @@ def no_duplicates(flag: str, values: list) -> None:
 
 
 def build_grid(args: Namespace) -> list[Network]:
-    """The networks of the sweep, in order; ValueError with one sentence for a bad grid."""
-    seeds = parse_seeds(args.seeds) if args.seeds else PRESET_SEEDS
+    """The networks of the sweep, in order; ValueError with one sentence for a bad grid.
+
+    ``args`` as ``cli.sweep_parser`` parses them: every axis a list, ``args.given`` the flags
+    the command line set.
+    """
+    seeds = parse_seeds(args.seeds)
     no_duplicates("--seeds", seeds)
     if args.preset:
-        if args.preset not in PRESETS:
-            raise ValueError(f"--preset {args.preset}: unknown; known: {', '.join(PRESETS)}")
-        given = [f"--{k.replace('_', '-')}" for k in PRESET_SETS if getattr(args, k, None)]
+        given = [f"--{k.replace('_', '-')}" for k in PRESET_SETS if k in args.given]
         if given:
             raise ValueError(
                 f"--preset {args.preset} sets --sizes, --lr, --activation and --init, and the "
                 f"preset wins: leave out {', '.join(given)}"
             )
+        batch_sizes = args.batch_size if "batch_size" in args.given else None
         configs = [
             replace(c, batch_size=b)
             for c in PRESETS[args.preset]
-            for b in (args.batch_size or [c.batch_size])
+            for b in batch_sizes or [c.batch_size]
         ]
     else:
-        sizes = parse_sizes(args.sizes) if args.sizes else [DEFAULT_SIZES]
-        lrs = args.lr or [3.0]
-        batch_sizes = args.batch_size or [10]
-        activations = getattr(args, "activation", None) or ["sigmoid"]
-        inits = args.init or ["gaussian"]
-        for flag, values in [("--sizes", sizes), ("--lr", lrs), ("--batch-size", batch_sizes),
-                             ("--activation", activations), ("--init", inits)]:  # fmt: skip
+        sizes = [tuple(s) for s in args.sizes]  # lists, when read back from sweep.json
+        axes = [("--sizes", sizes), ("--lr", args.lr), ("--batch-size", args.batch_size),
+                ("--activation", args.activation), ("--init", args.init)]  # fmt: skip
+        for flag, values in axes:
             no_duplicates(flag, values)
         configs = [
             Config(s, lr, b, activation=f, init=i)
             for s in sizes
-            for f in activations
-            for i in inits
-            for lr in lrs
-            for b in batch_sizes
+            for f in args.activation
+            for i in args.init
+            for lr in args.lr
+            for b in args.batch_size
         ]
     for config in configs:
-        check_lr(config.lr, str(args.precision))
-        if config.batch_size < 1:
-            raise ValueError(f"--batch-size {config.batch_size}: must be at least 1")
+        problem = lr_problem(config.lr, str(args.precision))
+        if problem:
+            raise ValueError(problem)
     networks = [Network(0, c, s) for c in configs for s in seeds]
     if not networks:
         raise ValueError("the grid has no networks: give at least one value for every flag")

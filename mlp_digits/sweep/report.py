@@ -18,8 +18,8 @@ import matplotlib
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from mlp_digits.lightning.hparams import write_hparams
 from mlp_digits.lightning.model import DigitsMLP
-from mlp_digits.lightning.training import write_hparams
 from mlp_digits.sweep.grid import Config, Network
 
 matplotlib.use("Agg")

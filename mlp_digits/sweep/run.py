@@ -42,8 +42,9 @@ from mlp_digits.data import (
     resolve_val_size,
     split_indices,
 )
+from mlp_digits.lightning.callbacks import Interrupted, StopOnSignal
 from mlp_digits.lightning.checkpoint import SaveCheckpoints, one_line
-from mlp_digits.lightning.training import PRECISIONS, Interrupted, StopOnSignal, quiet_lightning
+from mlp_digits.lightning.training import TRAINER_PRECISION, quiet_lightning
 from mlp_digits.sweep.grid import Network, build_grid, group_stacks, preset_epochs
 from mlp_digits.sweep.stack import StackData, StackedMLP, stack_bytes
 
@@ -124,7 +125,7 @@ def load_splits(args: Namespace) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
         splits[split] = (x.mul_(255).round_().to(torch.uint8), targets)
         del x
     x, targets = splits["train"]
-    train, val = split_indices(len(x), resolve_val_size(args.val_size, len(x)), "last", 0)
+    train, val = split_indices(len(x), resolve_val_size(args.val_size, len(x)))
     splits["train"], splits["val"] = (x[train], targets[train]), (x[val], targets[val])
     return splits
 
@@ -422,7 +423,7 @@ def train_stack(
         devices=args.devices,
         num_nodes=args.num_nodes,
         strategy=SplitDDP() if cli.processes(args) > 1 else "auto",
-        precision=PRECISIONS[str(args.precision)],
+        precision=TRAINER_PRECISION[str(args.precision)],
         max_epochs=args.max_epochs,
         logger=False,
         callbacks=[saver, stopper, progress, sharer],
