@@ -268,6 +268,19 @@ def test_a_checkpoint_is_checked_on_its_runs_data(
     assert err.count("\n") == 1 and "give --data-dir" in err and "moved" in err
 
 
+def test_checkpoint_last_is_the_newest_runs(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for version, sizes in ((0, (784, 8, 10)), (1, (784, 6, 10))):
+        folder = tmp_path / f"version_{version}" / "checkpoints"
+        folder.mkdir(parents=True)
+        save_digits_mlp(folder / "last.ckpt", sizes=sizes)
+    argv = ["--checkpoint", "last", "--logdir", str(tmp_path)]
+    assert run_in_process(script, *argv) == 0
+    out = capsys.readouterr().out
+    assert "sizes 784-6-10" in out and str(tmp_path / "version_1") in out
+
+
 def test_accelerator_gpu_without_cuda_is_one_line(
     script: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
