@@ -19,12 +19,13 @@ from PIL import Image
 from mlp_digits import cli
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
+from mlp_digits.sgd import EpochPermutation
 from mlp_digits.sweep import grid as sweep_grid
 from mlp_digits.sweep import memory
 from mlp_digits.sweep import report as sweep_report
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.records import load_stack_records
-from mlp_digits.sweep.stack import StackedMLP, stack_bytes
+from mlp_digits.sweep.stack import StackBatches, StackedMLP, StackPermutations, stack_bytes
 
 
 def parse(*flags: str):
@@ -398,3 +399,31 @@ def test_accuracy_against_lr_plots_each_network_at_its_own_lr(diverging_sweep) -
     ax = DRAWN["accuracy_vs_lr"].axes[0]
     points = [(float(x), round(float(y), 2)) for c in ax.collections for x, y in c.get_offsets()]
     assert sorted(points) == sorted((float(r["lr"]), float(r["test_accuracy"])) for r in rows)
+
+
+# --- the stack's chunks: train.py's iterator, over one order per network -------------------
+
+
+@pytest.mark.parametrize("steps_done", [None, 3, 9, 10])
+def test_each_network_of_a_stack_gets_its_own_mini_batches_resumed_mid_epoch_too(
+    steps_done: int | None,
+) -> None:
+    """95 images, batch 10, 4 steps a chunk: 9 full mini-batches of each network's own epoch
+    order, then its short one of 5; a resume after ``steps_done`` steps goes on from there."""
+    seeds, epoch, batch, steps = [7, 8], 2, 10, 4
+    x, targets = torch.arange(95).unsqueeze(1), torch.arange(95)
+    sampler = StackPermutations(95, seeds, torch.device("cpu"))
+    stack = StackBatches(x, targets, sampler, batch, steps)
+    sampler.set_epoch(epoch)
+    if steps_done is not None:
+        stack.load_state_dict({"epoch": epoch, "steps_done": steps_done})
+    chunks = [images.squeeze(-1) for images, _ in stack]  # (K, N, B) each
+    for k, seed in enumerate(seeds):  # the reference: network k's epoch order, sliced by hand
+        order = EpochPermutation(95, seed, torch.device("cpu"))
+        order.set_epoch(epoch)
+        mini_batches = list(order.permutation().split(batch))[steps_done or 0 :]
+        full = [b for b in mini_batches if len(b) == batch]
+        expected = [full[i : i + steps] for i in range(0, len(full), steps)]
+        expected += [[b] for b in mini_batches if len(b) < batch]
+        got = [[row for row in chunk[:, k]] for chunk in chunks]
+        assert [[b.tolist() for b in c] for c in got] == [[b.tolist() for b in c] for c in expected]
