@@ -3,7 +3,8 @@
 Each process trains its own share of every stack's networks (``records.split_networks``),
 with its own DDP (``SplitDDP``): nothing of one network crosses to another process. What
 they do share: the sweep's folder and plan, chosen by rank 0 (``agreed``), the memory check
-(``all_pass``), and at the end of a stack every network's record (``records.ShareRecords``).
+(``all_pass``), and at the end of a stack every network's record (``records.ShareRecords``);
+once every stack is trained they part (``part``), and rank 0 reports alone.
 """
 
 from __future__ import annotations
@@ -121,6 +122,14 @@ def all_pass(fabric: L.Fabric | None, check: Callable[[], Refused | None]) -> No
         refusal = next((r for r in refusals if r is not None), None)
     if refusal is not None:
         end_every_process(fabric, refusal)
+
+
+def part(fabric: L.Fabric | None) -> None:
+    """Once every stack is trained, the processes have nothing more to share: the group goes,
+    so that what rank 0 does next (the report, the export's own Trainer and metrics) runs as
+    in one process, waiting for no other."""
+    if fabric is not None and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def end_every_process(fabric: L.Fabric | None, error: DataError | Refused) -> NoReturn:

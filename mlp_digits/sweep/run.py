@@ -44,6 +44,7 @@ from mlp_digits.sweep.processes import (
     SplitDDP,
     agreed,
     lost_peer,
+    part,
     peers_lost,
     start_processes,
 )
@@ -354,6 +355,7 @@ def run_sweep(args: Namespace) -> int:
             f"{args.max_epochs} epochs, about {need / 2**20:,.0f} MB"
         )
     status, records = train_stacks(args, stacks, folder, splits, fabric)
+    part(fabric)
     if status or not rank0:
         return status
     sweep_report.report(folder, sweep_report.collect(networks, records), args)
