@@ -15,19 +15,28 @@ To run:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import webbrowser
 
 from mlp_digits import cli
-from mlp_digits.page.draw import N_TEST, N_TRAIN, FlagError, serve, write_page
+from mlp_digits.page.draw import N_TEST, N_TRAIN, show, write_page
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text}")
+    return value
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Write a web page to draw digits and watch the network read them.",
     )
-    p.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .ckpt written by scripts/train.py, or a network in the book's network2 JSON",
+    )
     p.add_argument("--output", help="the HTML file (default: beside the checkpoint, .html)")
     p.add_argument(
         "--data-dir",
@@ -49,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--serve",
-        type=int,
+        type=port,
         metavar="PORT",
         help="serve the page on http://127.0.0.1:PORT/ until Ctrl-C (for a remote machine)",
     )
@@ -57,49 +66,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def has_display() -> bool:
-    """Whether a browser window could appear: always on macOS and Windows, else with X/Wayland."""
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
 def main(args: argparse.Namespace) -> int:
-    try:
-        path = write_page(
-            args.checkpoint,
-            args.output,
-            args.data_dir,
-            warn=print_error,
-            n_train=args.train_digits,
-            n_test=args.test_digits,
-        )
-    except FlagError as e:  # the user's flag, not the data: argparse's exit status
-        print_error(f"error: {e}")
-        return 2
+    """Write the page (a digit count the data lacks: exit 2), print its path, show it."""
+    path = write_page(
+        args.checkpoint,
+        args.output,
+        args.data_dir,
+        warn=lambda line: print(line, file=sys.stderr, flush=True),
+        n_train=args.train_digits,
+        n_test=args.test_digits,
+    )
     print(path, flush=True)
-    open_browser = not args.no_open and has_display()
-    if args.serve is None:
-        if open_browser:
-            webbrowser.open(path.resolve().as_uri())
-        return 0
-
-    def ready(url: str) -> None:
-        print(f"Serving {url} (Ctrl-C to stop)", flush=True)
-        if open_browser:
-            webbrowser.open(url)
-
-    serve(path, args.serve, ready)
-    print("Stopped.", flush=True)
+    show(path, args.serve, open_browser=not args.no_open)
     return 0
 
 
-def print_error(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 if __name__ == "__main__":
-    args = parser().parse_args()
-    if args.serve is not None and not 0 <= args.serve <= 65535:
-        parser().error(f"--serve {args.serve}: a port is a number from 0 to 65535")
-    sys.exit(cli.run(main, args))
+    sys.exit(cli.run(main, parser().parse_args()))

@@ -1,7 +1,8 @@
 """Read handwritten digits from image files with a trained network, and show its output layer.
 
 Any picture will do (PNG, JPEG, ...; any size; dark ink on light paper or light on dark): it is
-converted as MNIST's images were (see mlp_digits.predict) before the network sees it.
+converted as MNIST's images were (see mlp_digits.page.predict), upright as the photo's
+EXIF orientation says, before the network sees it.
 
 To run:
     python scripts/predict.py --checkpoint lightning_logs/version_0/checkpoints/last.ckpt seven.png
@@ -22,7 +23,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Predict the digit in each image file; show the ten output activations.",
     )
-    p.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .ckpt written by scripts/train.py, or a network in the book's network2 JSON",
+    )
     p.add_argument(
         "--json",
         action="store_true",

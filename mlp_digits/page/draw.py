@@ -13,7 +13,11 @@ Python agree to rounding; with the run's hidden activation, σ or ReLU (the outp
     pick_examples(model, x, targets)           real test digits, some the network gets wrong
     learning_data(data_dir, n_train, n_test)   digits for "Train it here", PNG-compressed
     write_page(checkpoint, output, ...)        checkpoint in, HTML file out
-    serve(path, port, ready)             the file on http://127.0.0.1:PORT/ until Ctrl-C
+    serve(path, port, ready)                   the file on http://127.0.0.1:PORT/ until Ctrl-C
+    show(path, port, open_browser)             draw.py's last step: open it, or serve it
+
+The checkpoint may also be a network in the book's network2 JSON (``mlp_digits.book_format``):
+sigmoid, with DigitsMLP's default η for the page's steps.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import os
 import re
 import signal
+import sys
+import webbrowser
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -37,6 +43,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from mlp_digits.config import DEFAULTS
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning.checkpoint import one_line, read_checkpoint
 from mlp_digits.lightning.model import DigitsMLP
@@ -89,6 +96,8 @@ def pick_examples(
 
 class FlagError(DataError):
     """A digit count the data cannot give or the page cannot hold: the user's flag, exit 2."""
+
+    exit_status = 2
 
 
 def png_sprites(x: Tensor) -> list[str]:
@@ -160,7 +169,7 @@ def page_data(model: DigitsMLP, examples: list[dict], learn: dict | None = None)
         "weights": [float32_base64(layer.weight) for layer in model.layers],
         "biases": [float32_base64(layer.bias) for layer in model.layers],
         "examples": examples,
-        "eta": float(model.hparams.get("lr", 3.0)),
+        "eta": float(model.hparams.lr),
         "learn": learn,
     }
 
@@ -229,7 +238,7 @@ def write_page(
         except DataError as e:
             warn(f"warning: no Train it here in the page ({e}); give --data-dir to add it")
         if learn is not None:
-            learn["batchSize"] = int(hparams.get("batch_size", 10))
+            learn["batchSize"] = int(hparams.get("batch_size", DEFAULTS.batch_size))
     output = Path(output) if output else default_output(checkpoint)
     title = f"{Path(checkpoint).name}, {'-'.join(map(str, model.hparams.sizes))}"
     if activation_of(model) == "relu":
@@ -289,3 +298,28 @@ def serve(path: Path, port: int, ready: Callable[[str], None] = print) -> None:
         ready(f"http://{HOST}:{server.server_address[1]}/")
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
+
+
+def has_display() -> bool:
+    """Whether a browser window could appear: always on macOS and Windows, else with X/Wayland."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def show(path: Path, port: int | None, open_browser: bool) -> None:
+    """The written page opened in a browser (when there is a display and ``open_browser``), or
+    with ``port`` served until Ctrl-C, its URL printed once it listens."""
+    open_browser = open_browser and has_display()
+    if port is None:
+        if open_browser:
+            webbrowser.open(path.resolve().as_uri())
+        return
+
+    def ready(url: str) -> None:
+        print(f"Serving {url} (Ctrl-C to stop)", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+
+    serve(path, port, ready)
+    print("Stopped.", flush=True)
