@@ -56,7 +56,7 @@ N_TEST = 500  # test digits the page scores its accuracy on
 BOOK_TRAIN = 50_000  # the book trains on the first 50,000 of the training file
 MAX_PAGE_BYTES = 20_000_000
 SPRITE_ROWS = 8192  # digits per PNG: one a row, and browsers cap a canvas side near 32,767
-SCRIPTS = ("draw_page.js", "draw_page_learn.js")  # inlined in this order
+SCRIPTS = ("draw_page.js", "draw_page_learn.js", "draw_page_network2.js")  # in this order
 HOST = "127.0.0.1"
 
 
