@@ -155,7 +155,7 @@ def parse(data: Any, name: str) -> Network2:
     """``read``'s checks of a decoded JSON value; ``name`` starts each message."""
     if not isinstance(data, dict):
         raise FormatError(
-            f"{name} holds a JSON {type(data).__name__}, not network2's object of "
+            f"{name} holds a JSON {json_kind(data)}, not network2's object of "
             f"{', '.join(KEYS)}; {WHAT}"
         )
     missing = [key for key in KEYS if key not in data]
@@ -182,6 +182,12 @@ def parse(data: Any, name: str) -> Network2:
     return Network2(tuple(sizes), weights, biases)
 
 
+def json_kind(value: Any) -> str:
+    """A decoded JSON value's kind, as JSON names it (and the page's messages do)."""
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return kinds.get(type(value), "number")
+
+
 def is_count(n: Any) -> bool:
     return isinstance(n, int) and not isinstance(n, bool) and n >= 1
 
@@ -196,7 +202,7 @@ def arrays(value: Any, key: str, sizes: list[int], name: str) -> list[np.ndarray
     a column of n_out rows of one, each checked; else a FormatError naming ``key[l]``."""
     shapes = [(o, i if key == "weights" else 1) for i, o in zip(sizes, sizes[1:])]
     if not isinstance(value, list) or len(value) != len(shapes):
-        found = len(value) if isinstance(value, list) else f"a JSON {type(value).__name__}"
+        found = len(value) if isinstance(value, list) else f"a JSON {json_kind(value)}"
         raise FormatError(
             f"{name}: sizes {layers(sizes)} need {len(shapes)} {key} arrays; found {found}"
         )
