@@ -98,7 +98,10 @@ def test_a_checkpoint_exported_and_read_back_tests_to_the_same_count(
         0,
         f"{output}: 784-16-16-10, the book's network2 format\n",
     )
-    model = load_checkpoint(float64_checkpoint)
+    model = load_checkpoint(float64_checkpoint)  # float64 weights stay float64, bit for bit
+    saved = torch.load(float64_checkpoint, weights_only=True)["state_dict"]
+    for name, tensor in model.state_dict().items():
+        assert tensor.dtype == saved[name].dtype and torch.equal(tensor, saved[name]), name
     x, targets = load_mnist(data_dir, "test")
     with torch.no_grad():
         own = int((model(x.double()).argmax(1) == targets).sum())  # the network's own count
