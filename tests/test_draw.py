@@ -1203,13 +1203,13 @@ def test_a_network_saved_from_the_page_tests_in_evaluate_py_as_in_the_page(
     saved = save_from(opened, files / "from_page.json")
     status = opened.page.inner_text("#file-status")
     assert status.startswith("Saved network-784-16-16-10.json") and "1 switched-off" in status
-    print(f"page: {in_page['correct']} / {in_page['total']}; status: {status}")
     opened.page.evaluate(NEXT_FRAME)
     opened.page.screenshot(path=str(files / "page_save.png"))
     print(f"screenshot: {files / 'page_save.png'}")
 
-    counted = evaluate_py_count(saved, small, capsys)
-    print(f"evaluate.py on the saved file: {counted} / 200")
+    counted = evaluate_py_count(saved, small, capsys)  # capsys: print after it, not before
+    print(f"page: {in_page['correct']} / {in_page['total']}; evaluate.py on the saved file: "
+          f"{counted} / 200; {status}")  # fmt: skip
     assert counted == in_page["correct"] and in_page["total"] == 200
     x, _ = load_mnist(small, "test")
     pages = opened.page.evaluate(
