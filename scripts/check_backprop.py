@@ -68,4 +68,4 @@ def main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 if __name__ == "__main__":
     p = parser()
     args = p.parse_args()  # before torch loads: --help answers at once
-    sys.exit(main(args, p))
+    sys.exit(cli.run(lambda a: main(a, p), args))
