@@ -19,17 +19,6 @@ import sys
 from mlp_digits import cli
 
 
-def parser() -> cli.Parser:
-    p = cli.Parser(description="Write a trained network as the book's network2.py saves one.")
-    cli.add_checkpoint_flag(p)
-    p.add_argument(
-        "--format", choices=["network2"], default="network2",
-        help="network2: the JSON of network2.py's save() and load() (default: %(default)s)",
-    )  # fmt: skip
-    p.add_argument("--output", required=True, help="the JSON file to write, e.g. net.json")
-    return p
-
-
 def main(args: argparse.Namespace) -> int:
     from mlp_digits.book_format import save_model  # torch loads after the flags are parsed
     from mlp_digits.config import layers
@@ -43,4 +32,5 @@ def main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, parser().parse_args()))
+    args = cli.export_parser().parse_args()  # before torch loads: --help answers at once
+    sys.exit(cli.run(main, args))

@@ -67,7 +67,8 @@ def run(script: str, argv: list[str], capsys: pytest.CaptureFixture) -> tuple[in
         code = cli.run(evaluate, cli.parse_evaluate_args(argv))
     else:
         module = load_script(script)
-        code = cli.run(module.main, module.parser().parse_args(argv))
+        parser = getattr(cli, f"{script}_parser")()
+        code = cli.run(module.main, parser.parse_args(argv))
     out, err = capsys.readouterr()
     return code, out, err
 

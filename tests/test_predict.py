@@ -466,7 +466,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, 
     """predict.py's main in this process, as its ``__main__`` calls it: (status, out, err)."""
     script = load_script("predict")
     capsys.readouterr()
-    code = cli.run(script.main, script.parser().parse_args(argv))
+    code = cli.run(script.main, cli.predict_parser().parse_args(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -537,5 +537,5 @@ def test_script_flag_errors_exit_2() -> None:
     spec.loader.exec_module(script)
     for argv in ([], ["--checkpoint", "m.ckpt"], ["image.png"]):
         with pytest.raises(SystemExit) as e:
-            script.parser().parse_args(argv)
+            cli.predict_parser().parse_args(argv)
         assert e.value.code == 2

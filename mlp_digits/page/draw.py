@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from mlp_digits.config import DEFAULTS
+from mlp_digits.config import DEFAULTS, PAGE_TEST_DIGITS, PAGE_TRAIN_DIGITS
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning.checkpoint import one_line, read_checkpoint
 from mlp_digits.lightning.model import DigitsMLP
@@ -51,8 +51,6 @@ from mlp_digits.page.predict import load_model
 
 N_RIGHT = 10  # test digits the network reads right: the first of each digit
 N_WRONG = 8  # ... and the first ones it gets wrong
-N_TRAIN = 3000  # training digits in the page: enough for 80 % in ten epochs from random
-N_TEST = 500  # test digits the page scores its accuracy on
 BOOK_TRAIN = 50_000  # the book trains on the first 50,000 of the training file
 MAX_PAGE_BYTES = 20_000_000
 SPRITE_ROWS = 8192  # digits per PNG: one a row, and browsers cap a canvas side near 32,767
@@ -129,15 +127,15 @@ def learning_data(
 ) -> dict:
     """The first ``n_train`` digits of the book's training part (the first 50,000 of the
     training file) and the first ``n_test`` of the test file, for "Train it here"; None:
-    ``N_TRAIN`` and ``N_TEST``, or all there are when the folder has fewer.
+    ``PAGE_TRAIN_DIGITS`` and ``PAGE_TEST_DIGITS``, or all there are when the folder has fewer.
 
     A count asked for that the folder does not have is a FlagError; missing files are a
     DataError."""
     x_train, y_train = load_mnist(data_dir, "train")
     x_test, y_test = load_mnist(data_dir, "test")
     have_train = min(len(x_train), BOOK_TRAIN)
-    n_train = min(N_TRAIN, have_train) if n_train is None else n_train
-    n_test = min(N_TEST, len(x_test)) if n_test is None else n_test
+    n_train = min(PAGE_TRAIN_DIGITS, have_train) if n_train is None else n_train
+    n_test = min(PAGE_TEST_DIGITS, len(x_test)) if n_test is None else n_test
     if n_train > have_train:
         raise FlagError(
             f"--train-digits {n_train}: {data_dir} has {have_train} training digits "
