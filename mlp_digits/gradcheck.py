@@ -3,13 +3,16 @@
 Three gradients of the mini-batch cost C = 1/(2m) Σ_x ‖y(x) − a(x)‖² at the same weights:
 
     manual      ``mlp_digits.backprop.backprop``: BP1–BP4, no tape
-    autograd    PyTorch's tape through ``backprop.feedforward``, aˡ = σ(Wˡ aˡ⁻¹ + bˡ)
+    autograd    ``sgd.gradients(..., "autograd")``: PyTorch's tape through
+                ``backprop.feedforward``, aˡ = σ(Wˡ aˡ⁻¹ + bˡ)
     fd          central differences, ∂C/∂θᵢ ≈ (C(θ + h eᵢ) − C(θ − h eᵢ)) / 2h, always in
                 float64, on a random sample S of the coordinates of each parameter tensor
 
-Autograd checks that BP1–BP4 compute the derivative of the forward pass; finite differences
-check both against the cost itself, with no chain rule at all. Each parameter tensor gets one
-``GradientRow``; every comparison is computed in float64.
+All three follow the network's activation: with ``activation="relu"`` the hidden layers'
+aˡ = ReLU(zˡ) in the forward pass of each, and BP2 takes ReLU'(zˡ). Autograd checks that
+BP1–BP4 compute the derivative of the forward pass; finite differences check both against
+the cost itself, with no chain rule at all. Each parameter tensor gets one ``GradientRow``;
+every comparison is computed in float64.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import torch
 from torch import Tensor
 
 from mlp_digits import backprop as bp
+from mlp_digits import sgd
+from mlp_digits.config import DEFAULTS
 
 FD_STEP = 1e-6  # h: truncation error O(h²), rounding error O(ε/h) with ε ≈ 1e-16 in float64
 FD_SAMPLES = 20  # coordinates per parameter tensor
@@ -58,16 +63,17 @@ def parameter_names(n_layers: int) -> list[str]:
     return [f"layers.{l}.{kind}" for l in range(n_layers) for kind in ("weight", "bias")]
 
 
-def network_cost(params: Sequence[Tensor], x: Tensor, y: Tensor) -> Tensor:
+def network_cost(
+    params: Sequence[Tensor], x: Tensor, y: Tensor, activation: str = DEFAULTS.activation
+) -> Tensor:
     """C for ``params = [W⁰, b⁰, W¹, b¹, ...]``, by the one forward pass of ``backprop``."""
-    activations, _ = bp.feedforward(params[::2], params[1::2], x)
+    activations, _ = bp.feedforward(params[::2], params[1::2], x, activation)
     return bp.cost(activations[-1], y)
 
 
-def autograd_gradients(params: Sequence[Tensor], x: Tensor, y: Tensor) -> list[Tensor]:
-    """∂C/∂θ for each tensor of ``params``, by autograd on fresh leaf copies."""
-    leaves = [p.detach().clone().requires_grad_(True) for p in params]
-    return list(torch.autograd.grad(network_cost(leaves, x, y), leaves))
+def interleaved(nabla_w: Sequence[Tensor], nabla_b: Sequence[Tensor]) -> list[Tensor]:
+    """``[∂C/∂W⁰, ∂C/∂b⁰, ∂C/∂W¹, ...]``: the gradients in state_dict order."""
+    return [g for pair in zip(nabla_w, nabla_b, strict=True) for g in pair]
 
 
 @torch.no_grad()
@@ -120,19 +126,28 @@ def compare_gradients(
     n_samples: int = FD_SAMPLES,
     h: float = FD_STEP,
     seed: int = 0,
+    activation: str = DEFAULTS.activation,
 ) -> list[GradientRow]:
-    """One ``GradientRow`` per tensor, in state_dict order; ``seed`` picks the sampled S."""
-    params = [t for pair in zip(weights, biases) for t in pair]
+    """One ``GradientRow`` per tensor, in state_dict order; ``seed`` picks the sampled S.
+
+    ``activation`` is the hidden layers' (the output layer is σ): each of the three gradients
+    is taken of the network with that activation.
+    """
+    params = interleaved(weights, biases)
     generator = torch.Generator().manual_seed(seed)
     samples = [
         torch.randperm(p.numel(), generator=generator)[:n_samples].sort().values for p in params
     ]
     x64, y64 = x.to(torch.float64), y.to(torch.float64)
     with full_float32_precision():
-        nabla_w, nabla_b = bp.backprop(weights, biases, x, y)
-        manual = [g for pair in zip(nabla_w, nabla_b) for g in pair]
-        auto = autograd_gradients(params, x, y)
-        fd = central_differences(lambda theta: network_cost(theta, x64, y64), params, samples, h)
+        manual = interleaved(*bp.backprop(weights, biases, x, y, activation))
+        step = sgd.gradients(weights, biases, x, y, "autograd", activation)
+        auto = interleaved(step.nabla_w, step.nabla_b)
+
+        def cost64(theta: list[Tensor]) -> Tensor:
+            return network_cost(theta, x64, y64, activation)
+
+        fd = central_differences(cost64, params, samples, h)
     rows = []
     for name, p, g, ga, d, s in zip(
         parameter_names(len(weights)), params, manual, auto, fd, samples

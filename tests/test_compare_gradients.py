@@ -18,7 +18,9 @@ from torch import Tensor
 
 from mlp_digits import backprop as bp
 from mlp_digits import cli, gradcheck
+from mlp_digits.data import load_mnist
 from mlp_digits.lightning.model import DigitsMLP
+from mlp_digits.network import initial_parameters
 
 SCRIPT = REPO / "scripts" / "compare_gradients.py"
 NAMES = [f"layers.{l}.{kind}" for l in range(3) for kind in ("weight", "bias")]
@@ -129,6 +131,36 @@ def test_full_float32_precision_is_restored() -> None:
         torch.backends.cuda.matmul.allow_tf32 = before[1]
 
 
+def planted_relu_prime_as_sigmoid_prime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BP2's ReLU'(z) replaced by σ'(z) = a − a², as a sigmoid network's backprop would take it."""
+    right = bp.activation_prime
+
+    def wrong(a: Tensor, activation: str = "sigmoid") -> Tensor:
+        return right(a, "sigmoid")
+
+    monkeypatch.setattr(bp, "activation_prime", wrong)
+
+
+def test_relu_gradients_agree_and_a_sigmoid_prime_in_bp2_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weights, biases, x, y = small_problem()
+    rows = gradcheck.compare_gradients(weights, biases, x, y, activation="relu")
+    assert gradcheck.failures(rows, 1e-10, 1e-5) == []
+    sigmoid_rows = gradcheck.compare_gradients(weights, biases, x, y)
+    assert [r.fd_rel_error for r in rows] != [r.fd_rel_error for r in sigmoid_rows]
+
+    planted_relu_prime_as_sigmoid_prime(monkeypatch)
+    failed = gradcheck.failures(
+        gradcheck.compare_gradients(weights, biases, x, y, activation="relu"), 1e-10, 1e-5
+    )
+    # BP2 carries ReLU' into the hidden layers only: the output layer's gradients stay right.
+    for l in range(2):
+        assert f"layers.{l}.weight vs autograd" in " ".join(failed)
+        assert f"layers.{l}.bias vs finite differences" in " ".join(failed)
+    assert not any(f.startswith("layers.2.") for f in failed)
+
+
 # --- the script, in this process (no import cost) --------------------------------------
 
 
@@ -142,19 +174,28 @@ def run_in_process(script: ModuleType, *argv: str) -> int:
     return cli.run(script.main, args)
 
 
-def test_script_checks_a_checkpoint(
-    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    model = DigitsMLP(sizes=(784, 8, 10))
+def save_digits_mlp(path: Path, data_dir: Path | None = None, **hparams: object) -> Path:
+    """A checkpoint of a fresh DigitsMLP, with the run's data folder as train.py stores it."""
+    model = DigitsMLP(**hparams)
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
         "pytorch-lightning_version": lightning.__version__,
     }
-    torch.save(checkpoint, tmp_path / "model.ckpt")
+    if data_dir is not None:
+        checkpoint["datamodule_hyper_parameters"] = {"data_dir": str(data_dir)}
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_script_checks_a_checkpoint(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    save_digits_mlp(tmp_path / "model.ckpt", sizes=(784, 8, 10))
     assert run_in_process(script, "--checkpoint", str(tmp_path / "model.ckpt")) == 0
     out = capsys.readouterr().out
-    assert "sizes 784-8-10" in out and f"checkpoint {tmp_path / 'model.ckpt'}" in out
+    assert "sizes 784-8-10, sigmoid" in out and f"checkpoint {tmp_path / 'model.ckpt'}" in out
+    assert "random pixels" in out  # no run's data folder in this checkpoint
     assert out.count("\nlayers.") == 4
 
     (tmp_path / "junk.ckpt").write_text("not a checkpoint")
@@ -162,6 +203,95 @@ def test_script_checks_a_checkpoint(
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a DigitsMLP checkpoint" in err
     assert err.count("\n") == 1
+
+
+def test_script_checks_a_relu_checkpoint_as_relu(
+    script: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ckpt = save_digits_mlp(
+        tmp_path / "relu.ckpt", sizes=(784, 12, 10), init="scaled", activation="relu"
+    )
+    assert run_in_process(script, "--checkpoint", str(ckpt)) == 0
+    out = capsys.readouterr().out
+    assert "sizes 784-12-10, relu" in out and f"checkpoint {ckpt} (relu)" in out
+
+    planted_relu_prime_as_sigmoid_prime(monkeypatch)
+    assert run_in_process(script, "--checkpoint", str(ckpt)) == 1
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("FAIL") and "layers.0.weight vs finite differences" in last
+
+    assert run_in_process(script, "--checkpoint", str(ckpt), "--activation", "sigmoid") == 1
+    assert "--activation sigmoid differs from the checkpoint's relu" in capsys.readouterr().err
+
+
+def test_two_seeds_check_the_two_networks_they_draw(
+    script: ModuleType, tiny_mnist: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The printed table of ``--seed k`` is gradcheck's of initial_parameters(seed=k)."""
+    pixels, targets = load_mnist(tiny_mnist, "test")
+    x, y = pixels[:10].double(), F.one_hot(targets[:10], 10).double()
+    tables = []
+    for seed in (1, 2):
+        argv = ["--data-dir", str(tiny_mnist), "--seed", str(seed), "--sizes", "784", "8", "10"]
+        assert run_in_process(script, *argv) == 0
+        out = capsys.readouterr().out
+        assert f"fresh sigmoid network (init gaussian, seed {seed})" in out
+        weights, biases = initial_parameters((784, 8, 10), seed=seed)
+        rows = gradcheck.compare_gradients(
+            [w.double() for w in weights], [b.double() for b in biases], x, y, seed=seed
+        )
+        assert gradcheck.format_table(rows) in out
+        tables.append(gradcheck.format_table(rows))
+    assert tables[0] != tables[1]
+    columns = [[line.split()[2:] for line in table.splitlines()[1:]] for table in tables]
+    assert all(a != b for a, b in zip(*columns))  # every row's figures differ
+
+
+def test_a_checkpoint_is_checked_on_its_runs_data(
+    script: ModuleType, tiny_mnist: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = save_digits_mlp(tmp_path / "run.ckpt", tiny_mnist, sizes=(784, 8, 10))
+    assert run_in_process(script, "--checkpoint", str(ckpt)) == 0
+    out = capsys.readouterr().out
+    assert f"first 10 MNIST test images of {tiny_mnist} (the checkpoint's run's data)" in out
+
+    other = write_mnist(tmp_path / "other", n_train=10, n_test=20)
+    assert run_in_process(script, "--checkpoint", str(ckpt), "--data-dir", str(other)) == 0
+    assert f"first 10 MNIST test images of {other};" in capsys.readouterr().out
+
+    gone = save_digits_mlp(tmp_path / "gone.ckpt", tmp_path / "moved", sizes=(784, 8, 10))
+    assert run_in_process(script, "--checkpoint", str(gone)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give --data-dir" in err and "moved" in err
+
+
+def test_checkpoint_last_is_the_newest_runs(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for version, sizes in ((0, (784, 8, 10)), (1, (784, 6, 10))):
+        folder = tmp_path / f"version_{version}" / "checkpoints"
+        folder.mkdir(parents=True)
+        save_digits_mlp(folder / "last.ckpt", sizes=sizes)
+    argv = ["--checkpoint", "last", "--logdir", str(tmp_path)]
+    assert run_in_process(script, *argv) == 0
+    out = capsys.readouterr().out
+    assert "sizes 784-6-10" in out and str(tmp_path / "version_1") in out
+
+
+def test_accelerator_gpu_without_cuda_is_one_line(
+    script: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        run_in_process(script, "--accelerator", "gpu")
+    assert e.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.endswith("--accelerator gpu: this machine has no CUDA GPU; use --accelerator cpu")
+    with pytest.raises(SystemExit):  # the flag is spelt as Lightning's, and only so
+        run_in_process(script, "--device", "cpu")
 
 
 @pytest.mark.parametrize(
@@ -195,7 +325,9 @@ def test_script_passes(dtype: str) -> None:
     result = run_script("--dtype", dtype)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith(f"Gradient check: {dtype}, sizes 784-16-16-10, batch 10")
+    assert lines[0] == (
+        f"Gradient check: {dtype}, sizes 784-16-16-10, sigmoid, batch 10, accelerator cpu"
+    )
     assert [line.split()[0] for line in lines if line.startswith("layers.")] == NAMES
     assert lines[-1].startswith("PASS")
 

@@ -1,0 +1,14 @@
+"""A script that ends itself once its network is defined."""
+
+import sys
+
+import numpy as np
+
+
+class Network:
+    def __init__(self, sizes):
+        self.weights = [np.random.randn(m, n) for n, m in zip(sizes[:-1], sizes[1:])]
+        self.biases = [np.random.randn(m, 1) for m in sizes[1:]]
+
+
+sys.exit("done")
