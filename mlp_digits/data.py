@@ -192,4 +192,5 @@ def split_indices(n: int, n_val: int) -> tuple[Tensor, Tensor]:
     The book's split (``mnist.pkl.gz``): validation is the last ``n_val`` images of the file,
     training the rest, both in file order, whatever the seed.
     """
-    return torch.arange(n - n_val), torch.arange(n - n_val, n)
+    cpu = torch.device("cpu")  # indices into the loaded tensors, which are on the CPU
+    return torch.arange(n - n_val, device=cpu), torch.arange(n - n_val, n, device=cpu)

@@ -7,8 +7,8 @@ the tensor is fake, so the autograd backprop runs on ``meta`` instead: another d
 numbers, where a mix with the CPU raises too.
 
 The host syncs the code means to make are recorded (``HostSyncs``): every read of a device
-tensor's value by the host (``bool``, ``int``, ``float``, ``.item()``, ``.tolist()``,
-``.numpy()``) and every copy to the host, each named by the package function that made it.
+tensor's value by the host (``bool``, ``int``, ``float``, ``.item()``, ``.tolist()``, use
+as an index) and every copy to the host, each named by the package function that made it.
 Inside the training loop there are exactly these, per chunk of K SGD steps:
 
     chunked.check_finite: bool            the chunk's finite check, every chunk
@@ -24,6 +24,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -50,8 +51,8 @@ SIZES = (784, 16, 16, 10)
 aten = torch.ops.aten
 # (backprop, device): the autograd engine cannot run on fake CUDA tensors without a driver.
 BACKPROPS_ON = [("manual", "cuda:0"), ("manual", "meta"), ("autograd", "meta")]
-READS = {"__bool__": "bool", "__int__": "int", "__float__": "float", "__index__": "index",
-         "item": "item", "tolist": "tolist", "numpy": "numpy"}  # fmt: skip
+READS = {"__bool__": "bool", "__int__": "int", "__float__": "float", "__index__": "index"}
+READS |= {"item": "item", "tolist": "tolist"}
 CHECK_FINITE = "chunked.check_finite: bool"
 WRITE_CURVES = "chunked.write_step_scalars: tolist"
 
@@ -70,19 +71,15 @@ def placeholder(t: torch.Tensor, read: str) -> Any:
     """A value for a read of a tensor that holds none: a finite check passes, a list has the
     tensor's shape."""
     if read == "tolist":
-        value = placeholder(t, "item")
-        for n in reversed(t.shape):
-            value = [value] * n
-        return value
-    if read == "numpy":
-        return np.zeros(t.shape)
+        return np.zeros(t.shape).tolist()
     if read == "bool" or t.dtype == torch.bool:
         return True
     return 0.0 if t.dtype.is_floating_point or read == "float" else 0
 
 
 class HostSyncs(TorchDispatchMode):
-    """Records each point where the host would wait for the device, as ``"Function: read"``:
+    """Records each point where the host would wait for the device, as ``"module.function:
+    read"``:
     a read of a device tensor's value (through the Python methods, which hand back a
     placeholder), and a copy of one to the host (seen as the op it dispatches)."""
 
@@ -104,7 +101,7 @@ class HostSyncs(TorchDispatchMode):
 
         return read_value
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         self.ops.append((func, args))
         source = copied_to_host(func, args, kwargs)
@@ -123,14 +120,13 @@ def copied_to_host(func: Any, args: tuple, kwargs: dict) -> torch.Tensor | None:
         source, target = args[1], args[0].device
     else:
         return None
-    off_cpu = isinstance(source, torch.Tensor) and source.device.type != "cpu"
-    return source if off_cpu and target is not None and torch.device(target).type == "cpu" else None
+    to_cpu = target is not None and torch.device(target).type == "cpu"
+    return source if to_cpu and source.device.type != "cpu" else None
 
 
 @contextlib.contextmanager
 def claiming(device: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[HostSyncs]:
-    """Inside, tensors made on ``device`` claim it; a CPU tensor made outside may be used
-    (as a real model's weights are before they move). Yields the record of host syncs."""
+    """Tensors made on ``device`` claim it; CPU tensors made outside may enter. Host syncs."""
     fake = FakeTensorMode(allow_non_fake_inputs=True) if device.startswith("cuda") else None
     syncs = HostSyncs(monkeypatch)
     with fake or contextlib.nullcontext(), syncs:
@@ -166,35 +162,41 @@ def mini_batch(device: str, m: int = 10, nets: int | None = None) -> tuple[torch
 # --- sgd_step, the chunks' gather, the stack's pixels ------------------------------------
 
 
-@pytest.mark.parametrize("keep_gradients", [True, False])
-@pytest.mark.parametrize(("backprop", "device"), BACKPROPS_ON)
-def test_one_networks_sgd_step_stays_on_its_device_without_a_host_sync(
-    backprop: str, device: str, keep_gradients: bool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("device", ["cuda:0", "meta"])
+def test_a_mix_of_devices_raises_and_a_read_is_recorded(
+    device: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    weights, biases = initial_parameters(SIZES, "gaussian", 0)
+    on_the_cpu = torch.ones(3)  # made outside, as a model's weights before they move
     with claiming(device, monkeypatch) as record:
-        weights, biases = [w.to(device) for w in weights], [b.to(device) for b in biases]
-        x, y = mini_batch(device)
-        step = sgd.sgd_step(weights, biases, x, y, 3.0, backprop, keep_gradients=keep_gradients)
-    assert on(device, step.output, *weights, *biases, *step.nabla_w, *step.nabla_b)
-    assert record.syncs == []
+        x = torch.ones(3, device=device)
+        with pytest.raises(RuntimeError, match="device"):
+            x + on_the_cpu
+        assert bool(x.sum() > 0) and x.tolist() == [0.0] * 3
+        x.cpu()
+    assert record.syncs == ["the test: bool", "the test: tolist", "the test: copy to the host"]
 
 
 @pytest.mark.parametrize("keep_gradients", [True, False])
+@pytest.mark.parametrize("nets", [None, 3])
 @pytest.mark.parametrize(("backprop", "device"), BACKPROPS_ON)
-def test_a_stacks_sgd_step_stays_on_its_device_without_a_host_sync(
-    backprop: str, device: str, keep_gradients: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    weights, biases = stacked_initial_parameters(SIZES, "gaussian", [0, 1, 2])
-    eta = torch.tensor([3.0, 1.0, 0.5], dtype=torch.float64)
+def test_sgd_step_stays_on_its_device_without_a_host_sync(
+    backprop: str, device: str, nets: int | None, keep_gradients: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """One network (η a number) or a stack of 3 (one η each, a tensor on the device)."""
+    if nets is None:
+        weights, biases = initial_parameters(SIZES, "gaussian", 0)
+        eta = 3.0
+    else:
+        weights, biases = stacked_initial_parameters(SIZES, "gaussian", [0, 1, 2])
+        eta = torch.tensor([3.0, 1.0, 0.5], dtype=torch.float64)
     with claiming(device, monkeypatch) as record:
         weights, biases = [w.to(device) for w in weights], [b.to(device) for b in biases]
-        x, y = mini_batch(device, nets=3)
-        step = sgd.sgd_step(
-            weights, biases, x, y, eta.to(device), backprop, keep_gradients=keep_gradients
-        )
+        eta = eta if nets is None else eta.to(device)
+        x, y = mini_batch(device, nets=nets)
+        step = sgd.sgd_step(weights, biases, x, y, eta, backprop, keep_gradients=keep_gradients)
     assert on(device, step.output, *weights, *biases, *step.nabla_w, *step.nabla_b)
-    assert step.output.shape == (3, 10, 10)
+    assert step.output.shape == ((10, 10) if nets is None else (3, 10, 10))
     assert record.syncs == []
 
 
@@ -235,14 +237,9 @@ def test_the_stacks_pixels_are_looked_up_on_the_device_not_divided(
 # --- a chunk of SGD steps: its host syncs --------------------------------------------------
 
 
-class Curves:
-    """A logger that keeps what it is given (the step-level curves)."""
-
-    def __init__(self) -> None:
-        self.points: list[tuple[dict, int]] = []
-
-    def log_metrics(self, metrics: dict, step: int) -> None:
-        self.points.append((metrics, step))
+def logger_of(steps: list[int]) -> SimpleNamespace:
+    """A logger that keeps the step of every point of the step-level curves."""
+    return SimpleNamespace(log_metrics=lambda metrics, step: steps.append(step))
 
 
 def chunk_on(device: str, nets: int | None, steps: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,8 +258,8 @@ def test_a_chunk_of_sgd_steps_syncs_once_and_once_more_to_write_its_curve(
         model = StackedMLP(SIZES, [3.0, 1.0], [0, 1], backprop=backprop)
     else:
         model = DigitsMLP(SIZES, backprop=backprop)
-    curves = Curves()
-    monkeypatch.setattr(ChunkedSGD, "logger", property(lambda self: curves))
+    steps: list[int] = []
+    monkeypatch.setattr(ChunkedSGD, "logger", property(lambda self: logger_of(steps)))
     model.sgd_steps = LOG_EVERY_N_STEPS - 7
     model.next_log_step = LOG_EVERY_N_STEPS
     with claiming(device, monkeypatch) as record:
@@ -272,14 +269,14 @@ def test_a_chunk_of_sgd_steps_syncs_once_and_once_more_to_write_its_curve(
         model.training_step(chunk_on(device, 2 if stacked else None), 1)
     assert first == [CHECK_FINITE]
     assert record.syncs == [CHECK_FINITE, CHECK_FINITE, WRITE_CURVES]
-    assert [step for _, step in curves.points] == [LOG_EVERY_N_STEPS + 3]
+    assert steps == [LOG_EVERY_N_STEPS + 3]
     assert on(device, *model.parameters(), *model.epoch_costs)
 
 
 def test_the_live_gradient_check_adds_no_host_sync(monkeypatch: pytest.MonkeyPatch) -> None:
     """--check-gradients-every 2: its relative errors wait on the device for the curve."""
     model = DigitsMLP(SIZES, backprop="manual", check_gradients_every=2)
-    monkeypatch.setattr(ChunkedSGD, "logger", property(lambda self: Curves()))
+    monkeypatch.setattr(ChunkedSGD, "logger", property(lambda self: logger_of([])))
     model.next_log_step = 10**6
     with claiming("meta", monkeypatch) as record:
         model = moved(model, "meta")
@@ -356,10 +353,10 @@ def test_a_cpu_checkpoint_resumed_on_another_device_keeps_its_order(
     """A train.py run on the CPU stopped mid-epoch; its data's state resumed where the
     data is on cuda:0: the same epoch's order (the CPU's), and the mini-batches left of it."""
     data = write_mnist(tmp_path / "data", n_train=300, n_test=50)
-    flags = ["--data-dir", str(data), "--val-size", "100", "--no-download", "--accelerator",
-             "cpu", "--logdir", str(tmp_path), "--max-epochs", "2", "--batch-size", "7",
-             "--steps-per-chunk", "5"]  # fmt: skip
-    run = build_run(cli.parse_train_args(flags), extra_callbacks=[StopAfter(33)])
+    run = build_run(cli.parse_train_args(
+        ["--data-dir", str(data), "--val-size", "100", "--no-download", "--accelerator", "cpu",
+         "--logdir", str(tmp_path), "--batch-size", "7", "--steps-per-chunk", "5"]
+    ), extra_callbacks=[StopAfter(33)])  # fmt: skip
     with pytest.raises(Exception, match="SIGINT"):
         run.trainer.fit(run.model, datamodule=run.datamodule)
     saved = torch.load(tmp_path / "version_0/checkpoints/last.ckpt", weights_only=True)
@@ -387,21 +384,17 @@ def test_a_cpu_checkpoint_resumed_on_another_device_keeps_its_order(
 # --- the pixels: data.py's, bit for bit, on every device ------------------------------------
 
 
-def test_pixel_values_are_k_over_255_correctly_rounded_in_float32() -> None:
-    k = np.arange(256)
-    reference = (k / 255.0).astype(np.float32)  # float64's quotient rounded once: exact
-    assert np.array_equal(pixel_values().numpy(), reference)
-    assert np.array_equal(pixel_values().numpy(), k.astype(np.float32) / np.float32(255))
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_the_look_up_and_the_division_give_data_pys_pixels_for_every_byte(
     dtype: torch.dtype,
 ) -> None:
-    """Every byte in a (2, 256, 3) block: the look-up (the device's way), the CPU's division
-    and NumPy's float32 division, then the model's dtype."""
+    """Every byte in a (2, 256, 3) block: the look-up (the device's way) and the CPU's
+    division against NumPy's float32 division and float64's quotient rounded once to float32
+    (exact, as 53 bits > 2 x 24 + 2), then the model's dtype."""
     x = torch.arange(256, dtype=torch.uint8).view(1, 256, 1).expand(2, 256, 3).contiguous()
-    reference = torch.from_numpy(x.numpy().astype(np.float32) / np.float32(255)).to(dtype)
+    reference = x.numpy().astype(np.float32) / np.float32(255)
+    assert np.array_equal(reference, (x.numpy() / 255.0).astype(np.float32))
+    reference = torch.from_numpy(reference).to(dtype)
     assert torch.equal(pixels(x, dtype), reference)
     assert torch.equal(look_up(pixel_values(), x).to(dtype), reference)
     assert torch.equal(look_up(pixel_values().double(), x).to(dtype), reference)

@@ -172,12 +172,14 @@ class StackedMLP(ChunkedSGD):
         self.weights = nn.ParameterList(weights)
         self.biases = nn.ParameterList(biases)
         n_nets = len(seeds)
-        # float64 whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
-        self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64))
-        self.register_buffer("diverged_at", torch.full((n_nets,), -1, dtype=torch.long))
-        self.register_buffer("epoch_cost_sum", torch.zeros(n_nets, dtype=torch.float64))
-        self.register_buffer("best_val_correct", torch.full((n_nets,), -1, dtype=torch.long))
-        self.register_buffer("best_epoch", torch.full((n_nets,), -1, dtype=torch.long))
+        # Made on the CPU, as the weights are: the buffers move with the module. η in float64
+        # whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
+        cpu, long = torch.device("cpu"), torch.long
+        self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64, device=cpu))
+        self.register_buffer("diverged_at", torch.full((n_nets,), -1, dtype=long, device=cpu))
+        self.register_buffer("epoch_cost_sum", torch.zeros(n_nets, dtype=torch.float64, device=cpu))
+        self.register_buffer("best_val_correct", torch.full((n_nets,), -1, dtype=long, device=cpu))
+        self.register_buffer("best_epoch", torch.full((n_nets,), -1, dtype=long, device=cpu))
         # data.pixels' table of the 256 byte values, on the stack's device; not saved.
         self.register_buffer("pixel_values", pixel_values(), persistent=False)
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
