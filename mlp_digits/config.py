@@ -36,6 +36,9 @@ LOGDIR = "lightning_logs"
 IMAGES_EVERY = 1  # epochs between TensorBoard's pictures
 TRAIN_THREADS = 1  # torch threads for one network: at batch 10 a second thread only waits
 SWEEP_SEEDS = "0-4"  # a sweep's seeds when none are given: five of each configuration
+PAGE_TRAIN_DIGITS = 3000  # training digits in the page: enough for 80 % in ten epochs from random
+PAGE_TEST_DIGITS = 500  # test digits the page scores its accuracy on
+CHECK_TIMEOUT = 60.0  # seconds for one learner's file: load it and run every check
 
 
 def layers(sizes: Sequence[int], sep: str = "-") -> str:

@@ -17,32 +17,6 @@ import argparse
 import sys
 
 from mlp_digits import cli
-from mlp_digits.exercise.child import TIMEOUT
-
-
-def parser() -> cli.Parser:
-    p = cli.Parser(
-        description="Check a learner's Network class (feedforward, BP1-BP4, update_mini_batch)."
-    )
-    p.add_argument("files", nargs="*", metavar="FILE", help="learners' Python files to check")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help='one line per file: {"passed": ..., "checks": [...]}, in the order given',
-    )
-    p.add_argument(
-        "--timeout",
-        type=cli.positive_float,
-        default=TIMEOUT,
-        help="seconds for each file before it is stopped (default: %(default)s)",
-    )
-    p.add_argument(
-        "--template",
-        metavar="FILE",
-        default=None,
-        help="write a starter file (the equations left as TODOs) to FILE, then check any FILEs",
-    )
-    return p
 
 
 def main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
@@ -66,6 +40,6 @@ def main(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
 
 if __name__ == "__main__":
-    p = parser()
+    p = cli.check_backprop_parser()
     args = p.parse_args()  # before torch loads: --help answers at once
     sys.exit(cli.run(lambda a: main(a, p), args))

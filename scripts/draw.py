@@ -6,100 +6,36 @@ Writes one self-contained HTML page (weights, digits, script and style inline; i
 nothing) and opens it in the default browser when there is a display.
 
 To run:
-    python scripts/draw.py --checkpoint lightning_logs/version_0/checkpoints/last.ckpt
+    python scripts/draw.py --checkpoint best      # the newest run's best epoch
     python scripts/draw.py --checkpoint model.ckpt --output digits.html --no-open
     python scripts/draw.py --checkpoint model.ckpt --serve 8000   # then ssh -L 8000:127.0.0.1:8000
-    python scripts/draw.py --checkpoint model.ckpt --train-digits 10000 --test-digits 1000
+    python scripts/draw.py --checkpoint net.json --train-digits 10000 --test-digits 1000
 """
 
-from __future__ import annotations
-
 import argparse
-import os
 import sys
-import webbrowser
 
 from mlp_digits import cli
-from mlp_digits.page.draw import N_TEST, N_TRAIN, FlagError, serve, write_page
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Write a web page to draw digits and watch the network read them.",
-    )
-    p.add_argument("--checkpoint", required=True, help="a .ckpt written by scripts/train.py")
-    p.add_argument("--output", help="the HTML file (default: beside the checkpoint, .html)")
-    p.add_argument(
-        "--data-dir",
-        help="folder with MNIST/raw, for the page's real test digits (default: the run's own)",
-    )
-    p.add_argument(
-        "--train-digits",
-        type=cli.non_negative_int,
-        metavar="N",
-        help="training digits in the page for Train it here: the first N of the book's 50,000 "
-        f"(default: {N_TRAIN}, or all the data has if fewer; 0: no Train it here)",
-    )
-    p.add_argument(
-        "--test-digits",
-        type=cli.non_negative_int,
-        metavar="N",
-        help="test digits the page measures its accuracy on "
-        f"(default: {N_TEST}, or all the data has if fewer)",
-    )
-    p.add_argument(
-        "--serve",
-        type=int,
-        metavar="PORT",
-        help="serve the page on http://127.0.0.1:PORT/ until Ctrl-C (for a remote machine)",
-    )
-    p.add_argument("--no-open", action="store_true", help="do not open a browser")
-    return p
-
-
-def has_display() -> bool:
-    """Whether a browser window could appear: always on macOS and Windows, else with X/Wayland."""
-    if sys.platform in ("darwin", "win32"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        path = write_page(
-            args.checkpoint,
-            args.output,
-            args.data_dir,
-            warn=print_error,
-            n_train=args.train_digits,
-            n_test=args.test_digits,
-        )
-    except FlagError as e:  # the user's flag, not the data: argparse's exit status
-        print_error(f"error: {e}")
-        return 2
+    """Write the page (a digit count the data lacks: exit 2), print its path, show it."""
+    from mlp_digits.lightning.runs import checkpoint_path
+    from mlp_digits.page.draw import show, write_page
+
+    path = write_page(
+        checkpoint_path(args.checkpoint, args.logdir),
+        args.output,
+        args.data_dir,
+        warn=lambda line: print(line, file=sys.stderr, flush=True),
+        n_train=args.train_digits,
+        n_test=args.test_digits,
+    )
     print(path, flush=True)
-    open_browser = not args.no_open and has_display()
-    if args.serve is None:
-        if open_browser:
-            webbrowser.open(path.resolve().as_uri())
-        return 0
-
-    def ready(url: str) -> None:
-        print(f"Serving {url} (Ctrl-C to stop)", flush=True)
-        if open_browser:
-            webbrowser.open(url)
-
-    serve(path, args.serve, ready)
-    print("Stopped.", flush=True)
+    show(path, args.serve, open_browser=not args.no_open)
     return 0
 
 
-def print_error(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 if __name__ == "__main__":
-    args = parser().parse_args()
-    if args.serve is not None and not 0 <= args.serve <= 65535:
-        parser().error(f"--serve {args.serve}: a port is a number from 0 to 65535")
+    args = cli.draw_parser().parse_args()  # before torch loads: --help answers at once
     sys.exit(cli.run(main, args))

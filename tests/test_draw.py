@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,8 +32,10 @@ from conftest import REPO, SHARED_MNIST, save_checkpoint, train_by_sgd, write_mn
 from PIL import Image, ImageDraw
 
 from mlp_digits import backprop as bp
-from mlp_digits import sgd
+from mlp_digits import book_format, cli, sgd
 from mlp_digits.data import DataError, load_mnist
+from mlp_digits.lightning.checkpoint import load_checkpoint
+from mlp_digits.lightning.evaluation import evaluate
 from mlp_digits.lightning.model import DigitsMLP
 from mlp_digits.page import draw as draw_module
 from mlp_digits.page.draw import N_RIGHT, N_WRONG, FlagError, build_page, pick_examples, write_page
@@ -1145,3 +1149,189 @@ def test_training_a_relu_page_from_random_runs_relu(relu_opened: Opened) -> None
     assert len(result["curve"]) >= 2
     assert max(max(a) for a in opened.state()["activations"][1:-1]) > 1
     opened.check_clean()
+
+
+# --- Save this network, Open a network: the book's network2 JSON ---------------------------
+
+
+def evaluate_py_count(checkpoint: Path, data_dir: Path, capsys: pytest.CaptureFixture) -> int:
+    """The count of evaluate.py's Test: line, run in this process as its ``__main__`` runs it."""
+    capsys.readouterr()
+    argv = ["--checkpoint", str(checkpoint), "--data-dir", str(data_dir), "--no-download"]
+    assert cli.run(evaluate, cli.parse_evaluate_args(argv)) == 0
+    return int(re.search(r"^Test: (\d+) / ", capsys.readouterr().out, re.MULTILINE)[1])
+
+
+def save_from(opened: Opened, path: Path) -> Path:
+    """Click Save this network; the download, named for the sizes, saved at ``path``."""
+    sizes = opened.page.evaluate("() => mlp.sizes")
+    with opened.page.expect_download() as download:
+        opened.page.click("#save")
+    assert download.value.suggested_filename == f"network-{'-'.join(map(str, sizes))}.json"
+    download.value.save_as(path)
+    return path
+
+
+def open_file(opened: Opened, path: Path) -> None:
+    with opened.page.expect_file_chooser() as chooser:
+        opened.page.click("#open")
+    chooser.value.set_files(str(path))
+
+
+def float64_layers(model: DigitsMLP, x: torch.Tensor) -> list[np.ndarray]:
+    """Every layer's activations by backprop.feedforward in float64 on the model's weights."""
+    weights = [w.detach().double() for w in model.weights]
+    biases = [b.detach().double() for b in model.biases]
+    activations, _ = bp.feedforward(weights, biases, x.double())
+    return [a.numpy() for a in activations]
+
+
+def test_a_network_saved_from_the_page_tests_in_evaluate_py_as_in_the_page(
+    browser: object, checkpoint: Path, files: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Trained in the page for an epoch, a hidden neuron switched off and a bias moved, then
+    saved: evaluate.py reads the file's network to the count the page read on the same 200
+    test digits, and its outputs are the page's (the switched-off neuron saved as outgoing
+    weights of 0)."""
+    small = write_mnist(files / "small", n_train=600, n_test=200)
+    path = write_page(checkpoint, files / "small.html", small, n_train=600, n_test=200)
+    opened = Opened(browser, path)
+    result = opened.page.evaluate("() => mlp.train({epochs: 1, seed: 3})")
+    assert result["outcome"] == "done"
+    opened.page.evaluate("() => { mlp.setOff(1, 3, true); mlp.setBias(2, 5, 1.5); }")
+    in_page = opened.page.evaluate("() => mlp.evaluate()")
+    saved = save_from(opened, files / "from_page.json")
+    status = opened.page.inner_text("#file-status")
+    assert status.startswith("Saved network-784-16-16-10.json") and "1 switched-off" in status
+    opened.page.evaluate(NEXT_FRAME)
+    opened.page.screenshot(path=str(files / "page_save.png"))
+    print(f"screenshot: {files / 'page_save.png'}")
+
+    counted = evaluate_py_count(saved, small, capsys)  # capsys: print after it, not before
+    print(f"page: {in_page['correct']} / {in_page['total']}; evaluate.py on the saved file: "
+          f"{counted} / 200; {status}")  # fmt: skip
+    assert counted == in_page["correct"] and in_page["total"] == 200
+    x, _ = load_mnist(small, "test")
+    pages = opened.page.evaluate(
+        "xs => xs.map(x => { mlp.setInput(x); return mlp.state().activations.at(-1); })",
+        x[:20].tolist(),
+    )
+    outputs = float64_layers(load_checkpoint(saved), x[:20])[-1]
+    np.testing.assert_allclose(np.array(pages), outputs, atol=PARITY, rtol=0)
+    opened.check_clean()
+    opened.page.close()
+
+
+def test_opening_a_784_30_10_network_lays_it_out_again_and_computes_as_python(
+    opened: Opened, data_dir: Path, files: Path
+) -> None:
+    """Opened with the file button: the title, the picture's columns (30 hidden neurons)
+    and every layer of 20 test digits are the file's network's, to float64's rounding;
+    Reset brings the opened network back. A file dropped on the page opens too."""
+    model = train((784, 30, 10), data_dir, epochs=1)
+    book_format.save_model(model, files / "net-784-30-10.json")
+    open_file(opened, files / "net-784-30-10.json")
+    opened.page.wait_for_function("() => mlp.sizes.join('-') === '784-30-10'")
+    assert opened.page.evaluate("() => mlp.shown") == [784, 30, 10]
+    assert opened.page.inner_text("#title") == "net-784-30-10.json, 784-30-10"
+    assert opened.page.inner_text("#file-status").startswith("Opened net-784-30-10.json")
+    x, _ = load_mnist(data_dir, "test")
+    pages = opened.page.evaluate(
+        "xs => xs.map(x => { mlp.setInput(x); return mlp.state().activations; })",
+        x[:20].tolist(),
+    )
+    layers = float64_layers(model, x[:20])
+    for l, layer in enumerate(layers):
+        np.testing.assert_allclose(np.array([a[l] for a in pages]), layer, atol=PARITY, rtol=0)
+    assert layers[-1].std() > 0.1
+    opened.page.mouse.click(*neuron_position(opened, 1, 29))  # the last of the 30 drawn
+    opened.page.evaluate(NEXT_FRAME)
+    assert opened.page.inner_text("#n-title") == "Hidden layer 1, neuron 29"
+    opened.page.screenshot(path=str(files / "page_open.png"))
+    print(f"screenshot: {files / 'page_open.png'}")
+
+    before = opened.page.evaluate("() => mlp.parameters()")
+    opened.page.evaluate("() => mlp.setBias(1, 4, 2)")
+    opened.page.click("#reset")
+    assert opened.page.evaluate("() => mlp.parameters()") == before
+
+    deeper = train((784, 20, 16, 10), data_dir, epochs=1)
+    book_format.save_model(deeper, files / "deeper.json")
+    transfer = opened.page.evaluate_handle(
+        "([text, name]) => { const t = new DataTransfer(); "
+        "t.items.add(new File([text], name, {type: 'application/json'})); return t; }",
+        [(files / "deeper.json").read_text(), "deeper.json"],
+    )
+    opened.page.dispatch_event("#network-box", "drop", {"dataTransfer": transfer})
+    opened.page.wait_for_function("() => mlp.sizes.join('-') === '784-20-16-10'")
+    opened.page.evaluate("x => mlp.setInput(x)", x[1].tolist())
+    for page_layer, layer in zip(opened.state()["activations"], float64_layers(deeper, x[1:2])):
+        np.testing.assert_allclose(page_layer, layer[0], atol=PARITY, rtol=0)
+    opened.check_clean()
+
+
+def network2_of(model: DigitsMLP, path: Path) -> dict:
+    book_format.save_model(model, path)
+    return json.loads(path.read_text())
+
+
+def test_a_file_that_is_not_a_network_is_one_line_on_the_page_and_it_keeps_its_own(
+    opened: Opened, model: DigitsMLP, files: Path
+) -> None:
+    good = network2_of(model, files / "good.json")
+    transposed = {
+        **good,
+        "weights": [*good["weights"][:-1], np.array(good["weights"][-1]).T.tolist()],
+    }
+    cases = {
+        "notes.json": ("a network? no", "notes.json is not JSON ("),
+        "nine.json": (json.dumps({**good, "sizes": [784, 16, 16, 9]}), "MNIST needs 784 inputs"),
+        "transposed.json": (json.dumps(transposed), "weights[2] must be 10 rows of 16 numbers"),
+        "nan.json": (
+            json.dumps({**good, "biases": [[[float("nan")]] * 16, *good["biases"][1:]]}),
+            "NaN",
+        ),
+        "cross.json": (json.dumps({**good, "cost": "CrossEntropyCost"}), "quadratic cost"),
+    }
+    before = opened.page.evaluate("() => mlp.parameters()")
+    for name, (text, says) in cases.items():
+        (files / name).write_text(text)
+        open_file(opened, files / name)
+        opened.page.wait_for_function(
+            "name => document.getElementById('file-status').textContent.startsWith(name)", arg=name
+        )
+        status = opened.page.inner_text("#file-status")
+        print(status)
+        assert says in status and "\n" not in status
+        assert "bad" in opened.page.get_attribute("#file-status", "class")
+        assert opened.page.evaluate("() => mlp.sizes") == [784, 16, 16, 10]
+    assert opened.page.evaluate("() => mlp.parameters()") == before
+    opened.check_clean()
+
+
+def test_save_refuses_what_the_format_cannot_hold_in_one_line(
+    opened: Opened, relu_opened: Opened
+) -> None:
+    downloads: list[object] = []
+    for page, change, says in [
+        (opened, "() => mlp.setOff(3, 2, true)", "an output neuron is switched off"),
+        (relu_opened, "() => null", "ReLU hidden layers cannot be saved in network2's format"),
+    ]:
+        page.page.on("download", lambda d: downloads.append(d))
+        page.page.evaluate(change)
+        page.page.click("#save")
+        status = page.page.inner_text("#file-status")
+        assert status.startswith("Not saved: ") and says in status and "\n" not in status
+        assert page.page.evaluate("() => mlp.network2()") is None
+        page.check_clean()
+    assert downloads == []
+
+
+def test_draw_py_opens_a_network2_json_with_digitsmlps_default_eta(
+    model: DigitsMLP, data_dir: Path, files: Path
+) -> None:
+    book_format.save_model(model, files / "video.json")
+    path = write_page(files / "video.json", files / "video.html", data_dir, n_train=0)
+    text = path.read_text(encoding="utf-8")
+    assert '"sizes":[784,16,16,10]' in text and '"activation":"sigmoid"' in text
+    assert f'"eta":{DigitsMLP().hparams.lr}' in text and "video.json, 784-16-16-10" in text

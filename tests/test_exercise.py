@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO, load_script
 
-from mlp_digits import book, exercise
+from mlp_digits import book, cli, exercise
 from mlp_digits.exercise import child, grading, variants
 from mlp_digits.exercise.problem import (
     MAIN_SIZES,
@@ -308,7 +308,7 @@ def script() -> ModuleType:
 
 
 def run_in_process(script: ModuleType, *argv: str) -> int:
-    p = script.parser()
+    p = cli.check_backprop_parser()
     return script.main(p.parse_args(argv), p)
 
 

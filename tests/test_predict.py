@@ -20,6 +20,7 @@ import torch
 from conftest import (
     REPO,
     SHARED_MNIST,
+    load_script,
     needs_shared_data,
     save_checkpoint,
     separable_digits,
@@ -28,11 +29,19 @@ from conftest import (
 from PIL import Image, ImageDraw, ImageFilter
 from PIL.ImageOps import invert
 
+from mlp_digits import book_format, cli
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning.model import DigitsMLP
-from mlp_digits.page.predict import bar_chart, image_to_mnist, load_model, predict_files
+from mlp_digits.page.predict import (
+    bar_chart,
+    image_to_mnist,
+    load_model,
+    predict_files,
+    read_image,
+)
 
 SCRIPT = REPO / "scripts" / "predict.py"
+ORIENTATION = 0x0112  # EXIF's tag: how the stored pixels must turn to stand upright
 HAVE_MNIST = (SHARED_MNIST / "MNIST" / "raw").is_dir()
 # A separable digit's class is the height of its band, which MNIST's centring removes by
 # design: only real digits can show that a converted picture still reads as its tensor.
@@ -149,6 +158,13 @@ def runs(files: Path, checkpoint: Path) -> Iterator[dict[str, tuple[list[str], s
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def transposed_network2(path: Path) -> str:
+    """The network2 JSON at ``path`` with its last weight matrix transposed."""
+    data = json.loads(path.read_text())
+    data["weights"][-1] = [list(column) for column in zip(*data["weights"][-1])]
+    return json.dumps(data)
 
 
 def finish(
@@ -268,6 +284,76 @@ def test_a_darker_digit_on_light_grey_paper_reads_as_the_same_digit_white_on_bla
     assert float(field[0].abs().max()) == 0 and float(field[:, 0].abs().max()) == 0  # no paper
 
 
+FILE_KINDS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "transparent.png": lambda im: Image.merge(
+        "RGBA", [*Image.new("RGB", im.size).split(), invert(im.convert("L"))]
+    ),
+    "16-bit.png": lambda im: Image.fromarray(grey_levels(im).astype(np.uint16) * 257),
+    "cmyk.jpg": lambda im: im.convert("CMYK"),
+    "palette.gif": lambda im: im.convert("P"),
+    "8000x8000.png": lambda im: big_canvas(im, 8000),
+}
+
+
+def big_canvas(image: Image.Image, side: int) -> Image.Image:
+    """``image`` enlarged (pixels repeated) to the width of a white square ``side`` wide."""
+    scale = side // image.width
+    big = Image.new("L", (side, side), 255)
+    big.paste(image.convert("L").resize((side, image.height * scale), Image.Resampling.NEAREST))
+    return big
+
+
+@pytest.mark.parametrize("name", FILE_KINDS)
+def test_image_files_of_every_kind_read_as_the_picture(name: str, files: Path) -> None:
+    """Saved as a file and read back, each kind is the same seven (JPEG: to its loss)."""
+    seven = drawn_seven()
+    path = files / name
+    FILE_KINDS[name](seven).save(path, compress_level=1)  # PNG's fastest: 64 M pixels
+    assert Image.open(path).format == {"png": "PNG", "jpg": "JPEG", "gif": "GIF"}[path.suffix[1:]]
+    torch.testing.assert_close(read_image(path), image_to_mnist(seven), rtol=0, atol=0.05)
+
+
+def photo_of(pixels: np.ndarray, path: Path, orientation: int | None = None) -> Path:
+    """An MNIST digit as a phone photo: dark ink on white paper, 280x280, JPEG; with an EXIF
+    ``orientation``, the pixels stored turned as that tag says to turn them back."""
+    upright = Image.fromarray(255 - pixels).resize((280, 280), Image.Resampling.BICUBIC)
+    upright = upright.convert("RGB")
+    if orientation is None:
+        upright.save(path, quality=95)
+        return path
+    # Tag 8: the stored pixels stand upright once turned 90° anticlockwise, so they are stored
+    # turned 90° clockwise (PIL's ROTATE_270 is 270° anticlockwise).
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    upright.transpose(Image.Transpose.ROTATE_270).save(path, quality=95, exif=exif)
+    return path
+
+
+@needs_mnist
+def test_a_photo_stored_sideways_reads_upright_by_its_exif_orientation(
+    model: DigitsMLP, test_digits: tuple[np.ndarray, torch.Tensor], files: Path
+) -> None:
+    """A 3 stored turned with orientation tag 8 is the picture of the upright 3, and reads
+    as one; without the tag the same pixels are another picture."""
+    images, pixels = test_digits
+    _, targets = load_mnist(SHARED_MNIST, "test")
+    with torch.no_grad():
+        read = model(pixels).argmax(1)
+    for i in (i for i in range(N_IMAGES) if targets[i] == 3 and read[i] == 3):
+        upright = photo_of(images[i], files / f"three_{i}.jpg")  # the first 3 whose upright
+        if predict_files(model, [upright])[0]["prediction"] == 3:  # photo reads as a 3
+            break
+    else:
+        pytest.fail("no upright photo of a test 3 reads as a 3")
+    tagged = photo_of(images[i], files / "three_tag8.jpg", orientation=8)
+    untagged = photo_of(images[i], files / "three_tag1.jpg", orientation=1)
+    assert Image.open(tagged).getexif()[ORIENTATION] == 8
+    torch.testing.assert_close(read_image(tagged), read_image(upright), rtol=0, atol=0.1)
+    assert (read_image(tagged) - read_image(upright)).abs().mean() < 0.01
+    assert (read_image(untagged) - read_image(upright)).abs().mean() > 0.05  # turned: another
+    assert predict_files(model, [tagged])[0]["prediction"] == 3
+
+
 # --- predictions on MNIST test images saved as PNG files --------------------------------
 
 
@@ -376,6 +462,46 @@ def test_script_prints_a_chart_per_file(runs: dict) -> None:
         assert [line.split()[0] for line in chart if "<-" in line] == [digit]
 
 
+def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """predict.py's main in this process, as its ``__main__`` calls it: (status, out, err)."""
+    script = load_script("predict")
+    capsys.readouterr()
+    code = cli.run(script.main, cli.predict_parser().parse_args(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_script_reads_the_network_saved_in_the_books_format(
+    runs: dict, files: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The checkpoint's network written as network2 JSON: the same digits, the same outputs
+    to float32's rounding (the JSON is read as float64)."""
+    argv, code, stdout, stderr = finish(runs, "json")
+    assert code == 0, stderr
+    book_format.save_model(load_model(argv[1]), files / "digits.json")
+    code, stdout2, stderr = run_main(
+        ["--checkpoint", str(files / "digits.json"), *argv[2:]], capsys
+    )
+    assert code == 0, stderr
+    from_ckpt, from_json = json.loads(stdout), json.loads(stdout2)
+    assert [r["prediction"] for r in from_json] == [r["prediction"] for r in from_ckpt]
+    np.testing.assert_allclose(
+        [r["activations"] for r in from_json], [r["activations"] for r in from_ckpt], atol=1e-6
+    )
+
+
+def test_script_a_json_that_is_not_the_books_network_is_one_line_exit_2(
+    model: DigitsMLP, files: Path, capsys: pytest.CaptureFixture
+) -> None:
+    book_format.save_model(model, files / "good.json")
+    (files / "transposed.json").write_text(transposed_network2(files / "good.json"))
+    image = write_png(separable_digits(1, seed=5)[0][0], files / "one.png")
+    code, stdout, stderr = run_main(["--checkpoint", str(files / "transposed.json"), image], capsys)
+    assert (code, stdout) == (2, "") and stderr.count("\n") == 1
+    assert stderr.startswith("error: ") and "weights[1] must be 10 rows of 30 numbers" in stderr
+    assert "(transposed?)" in stderr
+
+
 @pytest.mark.parametrize(
     ("name", "says"),
     [
@@ -411,5 +537,5 @@ def test_script_flag_errors_exit_2() -> None:
     spec.loader.exec_module(script)
     for argv in ([], ["--checkpoint", "m.ckpt"], ["image.png"]):
         with pytest.raises(SystemExit) as e:
-            script.parser().parse_args(argv)
+            cli.predict_parser().parse_args(argv)
         assert e.value.code == 2

@@ -39,9 +39,13 @@ from mlp_digits.cli.parser import (
     positive_int,
 )
 from mlp_digits.cli.parsers import (
+    check_backprop_parser,
+    draw_parser,
     evaluate_parser,
+    export_parser,
     parse_evaluate_args,
     parse_train_args,
+    predict_parser,
     sweep_parser,
     train_parser,
 )
@@ -50,7 +54,8 @@ __all__ = [
     "ACTIVATION_HELP", "INIT_HELP", "Formatter", "Parser", "SizesAction", "add_accelerator_flag",
     "add_checkpoint_flag", "add_data_flags", "add_device_flags", "add_logging_flags",
     "add_model_flags", "add_num_threads_flag", "add_resume_flag", "add_sizes_flag",
-    "add_val_size_flag", "check_accelerator", "check_device_args", "check_train_args",
+    "add_val_size_flag", "check_accelerator", "check_backprop_parser", "draw_parser",
+    "export_parser", "predict_parser", "check_device_args", "check_train_args",
     "count_or_fraction", "evaluate_parser", "non_negative_int", "parse_evaluate_args",
     "parse_sizes", "parse_train_args", "positive_float", "positive_int", "processes", "run",
     "sweep_parser", "train_parser", "uses_gpu",

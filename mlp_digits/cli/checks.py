@@ -93,7 +93,7 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
         return status
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_status", 1)  # 2 for a flag's file of the wrong kind
     except BrokenPipeError:
         # Python flushes stdout again at exit; pointing it at devnull keeps that quiet too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -18,10 +18,14 @@ from mlp_digits.cli.flags import (
     add_resume_flag,
     add_val_size_flag,
 )
-from mlp_digits.cli.parser import Parser, non_negative_int, positive_int
+from mlp_digits.cli.parser import Parser, non_negative_int, positive_float, positive_int
 from mlp_digits.config import (
+    CHECK_TIMEOUT,
+    DATA_DIR,
     DEFAULTS,
     IMAGES_EVERY,
+    PAGE_TEST_DIGITS,
+    PAGE_TRAIN_DIGITS,
     SWEEP_SEEDS,
     TRAIN_THREADS,
 )
@@ -151,3 +155,81 @@ def parse_evaluate_args(argv: Sequence[str] | None = None) -> argparse.Namespace
     args = parser.parse_args(argv)
     check_accelerator(parser, args.accelerator)
     return args
+
+
+def predict_parser() -> Parser:
+    parser = Parser(
+        description="Predict the digit in each image file; show the ten output activations."
+    )
+    add_checkpoint_flag(parser)
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print a JSON list of {file, prediction, activations} instead of the charts",
+    )  # fmt: skip
+    parser.add_argument("images", nargs="+", help="image files, each with one digit")
+    return parser
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535, got {text}")
+    return value
+
+
+def draw_parser() -> Parser:
+    parser = Parser(description="Write a web page to draw digits and watch the network read them.")
+    add_checkpoint_flag(parser)
+    parser.add_argument("--output", help="the HTML file (default: beside the checkpoint, .html)")
+    parser.add_argument(
+        "--data-dir",
+        help="folder with MNIST/raw, for the page's real test digits (default: the run's own, "
+        f"else {DATA_DIR})",
+    )
+    parser.add_argument(
+        "--train-digits", type=non_negative_int, metavar="N",
+        help="training digits in the page for Train it here: the first N of the book's 50,000; "
+        f"0: no Train it here (default: {PAGE_TRAIN_DIGITS}, or all the data has if fewer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-digits", type=non_negative_int, metavar="N",
+        help="test digits the page measures its accuracy on "
+        f"(default: {PAGE_TEST_DIGITS}, or all the data has if fewer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--serve", type=port, metavar="PORT",
+        help="serve the page on http://127.0.0.1:PORT/ until Ctrl-C (for a remote machine)",
+    )  # fmt: skip
+    parser.add_argument("--no-open", action="store_true", help="do not open a browser")
+    return parser
+
+
+def export_parser() -> Parser:
+    parser = Parser(description="Write a trained network as the book's network2.py saves one.")
+    add_checkpoint_flag(parser)
+    parser.add_argument(
+        "--format", choices=["network2"], default="network2",
+        help="network2: the JSON of network2.py's save() and load() (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--output", required=True, help="the JSON file to write, e.g. net.json")
+    return parser
+
+
+def check_backprop_parser() -> Parser:
+    parser = Parser(
+        description="Check a learner's Network class (feedforward, BP1-BP4, update_mini_batch)."
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="learners' Python files to check")
+    parser.add_argument(
+        "--json", action="store_true",
+        help='one line per file: {"passed": ..., "checks": [...]}, in the order given',
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=positive_float, default=CHECK_TIMEOUT,
+        help="seconds for each file before it is stopped (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--template", metavar="FILE", default=None,
+        help="write a starter file (the equations left as TODOs) to FILE, then check any FILEs",
+    )  # fmt: skip
+    return parser

@@ -19,12 +19,12 @@ import tempfile
 import types
 from pathlib import Path
 
+from mlp_digits.config import CHECK_TIMEOUT
 from mlp_digits.exercise.grading import grade_class
 from mlp_digits.exercise.learner import Uncheckable, describe
 from mlp_digits.exercise.problem import Reference
 from mlp_digits.exercise.report import Report
 
-TIMEOUT = 60.0  # seconds for one file: load it and run every check
 LOADING = "loading the file"
 
 
@@ -99,7 +99,7 @@ def ended(folder: Path, returncode: int, timeout: float | None) -> str:
 
 
 def run_file(
-    path: str | os.PathLike, refs: dict[str, Reference], timeout: float = TIMEOUT
+    path: str | os.PathLike, refs: dict[str, Reference], timeout: float = CHECK_TIMEOUT
 ) -> Report:
     """The report of a learner's file, checked in a child process within ``timeout`` s."""
     display, path = str(path), Path(path)

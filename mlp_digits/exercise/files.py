@@ -7,12 +7,13 @@ import json
 import os
 from collections.abc import Sequence
 
-from mlp_digits.exercise.child import TIMEOUT, run_file
+from mlp_digits.config import CHECK_TIMEOUT
+from mlp_digits.exercise.child import run_file
 from mlp_digits.exercise.report import Report
 
 
 def check_files(
-    paths: Sequence[str | os.PathLike], as_json: bool = False, timeout: float = TIMEOUT
+    paths: Sequence[str | os.PathLike], as_json: bool = False, timeout: float = CHECK_TIMEOUT
 ) -> int:
     """Check and print each file; the exit status is the worst of theirs: 0 every check of
     every file passed, 1 a check failed, 2 a file cannot be checked."""

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from mlp_digits import book_format
 from mlp_digits.data import DataError
 from mlp_digits.lightning.model import DigitsMLP
 
@@ -63,6 +64,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise DataError(f"checkpoint {path}: no such file")
     if not path.is_file():
         raise DataError(f"checkpoint {path} is not a file")
+    if book_format.is_network2_file(path):  # the book's JSON: a network, no run behind it
+        return book_format.checkpoint_of(book_format.read(path))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError, EOFError, ...: not safe, or not ours
@@ -91,6 +94,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -
         raise DataError(stack_message(Path(path), hparams))
     try:
         model = DigitsMLP(**hparams)
+        weight = checkpoint["state_dict"].get("layers.0.weight")
+        if isinstance(weight, torch.Tensor):  # float64 weights (--precision 64, JSON) stay so
+            model.to(weight.dtype)
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as e:  # a key, shape or type error: all say "not ours"
         message = f"checkpoint {path} is not a DigitsMLP checkpoint ({one_line(e)})"

@@ -33,7 +33,10 @@ def evaluate(args: Namespace) -> int:
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    print(f"Checkpoint: {path} (epoch {checkpoint['epoch']}, step {model.sgd_steps})")
+    made = "the book's network2 JSON, no run behind it"  # book_format: it has no epoch
+    if "epoch" in checkpoint:
+        made = f"epoch {checkpoint['epoch']}, step {model.sgd_steps}"
+    print(f"Checkpoint: {path} ({made})")
     if args.split == "test":
         trainer.test(model, datamodule=datamodule, verbose=False)
     else:

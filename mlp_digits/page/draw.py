@@ -13,7 +13,11 @@ Python agree to rounding; with the run's hidden activation, σ or ReLU (the outp
     pick_examples(model, x, targets)           real test digits, some the network gets wrong
     learning_data(data_dir, n_train, n_test)   digits for "Train it here", PNG-compressed
     write_page(checkpoint, output, ...)        checkpoint in, HTML file out
-    serve(path, port, ready)             the file on http://127.0.0.1:PORT/ until Ctrl-C
+    serve(path, port, ready)                   the file on http://127.0.0.1:PORT/ until Ctrl-C
+    show(path, port, open_browser)             draw.py's last step: open it, or serve it
+
+The checkpoint may also be a network in the book's network2 JSON (``mlp_digits.book_format``):
+sigmoid, with DigitsMLP's default η for the page's steps.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import json
 import os
 import re
 import signal
+import sys
+import webbrowser
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -37,6 +43,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from mlp_digits.config import DEFAULTS, PAGE_TEST_DIGITS, PAGE_TRAIN_DIGITS
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning.checkpoint import one_line, read_checkpoint
 from mlp_digits.lightning.model import DigitsMLP
@@ -44,12 +51,10 @@ from mlp_digits.page.predict import load_model
 
 N_RIGHT = 10  # test digits the network reads right: the first of each digit
 N_WRONG = 8  # ... and the first ones it gets wrong
-N_TRAIN = 3000  # training digits in the page: enough for 80 % in ten epochs from random
-N_TEST = 500  # test digits the page scores its accuracy on
 BOOK_TRAIN = 50_000  # the book trains on the first 50,000 of the training file
 MAX_PAGE_BYTES = 20_000_000
 SPRITE_ROWS = 8192  # digits per PNG: one a row, and browsers cap a canvas side near 32,767
-SCRIPTS = ("draw_page.js", "draw_page_learn.js")  # inlined in this order
+SCRIPTS = ("draw_page.js", "draw_page_learn.js", "draw_page_network2.js")  # in this order
 HOST = "127.0.0.1"
 
 
@@ -90,6 +95,8 @@ def pick_examples(
 class FlagError(DataError):
     """A digit count the data cannot give or the page cannot hold: the user's flag, exit 2."""
 
+    exit_status = 2
+
 
 def png_sprites(x: Tensor) -> list[str]:
     """Digits (n, 784) in [0, 1] as base64 grayscale PNGs, one digit a row of 784 pixels.
@@ -120,15 +127,15 @@ def learning_data(
 ) -> dict:
     """The first ``n_train`` digits of the book's training part (the first 50,000 of the
     training file) and the first ``n_test`` of the test file, for "Train it here"; None:
-    ``N_TRAIN`` and ``N_TEST``, or all there are when the folder has fewer.
+    ``PAGE_TRAIN_DIGITS`` and ``PAGE_TEST_DIGITS``, or all there are when the folder has fewer.
 
     A count asked for that the folder does not have is a FlagError; missing files are a
     DataError."""
     x_train, y_train = load_mnist(data_dir, "train")
     x_test, y_test = load_mnist(data_dir, "test")
     have_train = min(len(x_train), BOOK_TRAIN)
-    n_train = min(N_TRAIN, have_train) if n_train is None else n_train
-    n_test = min(N_TEST, len(x_test)) if n_test is None else n_test
+    n_train = min(PAGE_TRAIN_DIGITS, have_train) if n_train is None else n_train
+    n_test = min(PAGE_TEST_DIGITS, len(x_test)) if n_test is None else n_test
     if n_train > have_train:
         raise FlagError(
             f"--train-digits {n_train}: {data_dir} has {have_train} training digits "
@@ -160,7 +167,7 @@ def page_data(model: DigitsMLP, examples: list[dict], learn: dict | None = None)
         "weights": [float32_base64(layer.weight) for layer in model.layers],
         "biases": [float32_base64(layer.bias) for layer in model.layers],
         "examples": examples,
-        "eta": float(model.hparams.get("lr", 3.0)),
+        "eta": float(model.hparams.lr),
         "learn": learn,
     }
 
@@ -229,7 +236,7 @@ def write_page(
         except DataError as e:
             warn(f"warning: no Train it here in the page ({e}); give --data-dir to add it")
         if learn is not None:
-            learn["batchSize"] = int(hparams.get("batch_size", 10))
+            learn["batchSize"] = int(hparams.get("batch_size", DEFAULTS.batch_size))
     output = Path(output) if output else default_output(checkpoint)
     title = f"{Path(checkpoint).name}, {'-'.join(map(str, model.hparams.sizes))}"
     if activation_of(model) == "relu":
@@ -289,3 +296,28 @@ def serve(path: Path, port: int, ready: Callable[[str], None] = print) -> None:
         ready(f"http://{HOST}:{server.server_address[1]}/")
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
+
+
+def has_display() -> bool:
+    """Whether a browser window could appear: always on macOS and Windows, else with X/Wayland."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def show(path: Path, port: int | None, open_browser: bool) -> None:
+    """The written page opened in a browser (when there is a display and ``open_browser``), or
+    with ``port`` served until Ctrl-C, its URL printed once it listens."""
+    open_browser = open_browser and has_display()
+    if port is None:
+        if open_browser:
+            webbrowser.open(path.resolve().as_uri())
+        return
+
+    def ready(url: str) -> None:
+        print(f"Serving {url} (Ctrl-C to stop)", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+
+    serve(path, port, ready)
+    print("Stopped.", flush=True)

@@ -36,23 +36,37 @@
     return out;
   }
 
-  const sizes = NET.sizes;
-  const L = sizes.length - 1; // layers of weights
-  // The trained network, and the page's own copy that the learner changes in place
-  // (switch-offs, biases, SGD steps, training): weights[l][j * sizes[l] + i], neuron j, input i.
-  const trainedWeights = NET.weights.map(float32s);
-  const trainedBiases = NET.biases.map(float32s);
-  const weights = trainedWeights.map((w) => Float64Array.from(w));
-  const biases = trainedBiases.map((b) => Float64Array.from(b));
-  const off = sizes.slice(1).map((n) => new Uint8Array(n)); // 1: neuron switched off
+  // The network the page shows, set by useNetwork: the one in the page, or one opened from a
+  // file (draw_page_network2.js). ``sizes``: neurons per layer; L: layers of weights; the
+  // trained network, and the page's own copy that the learner changes in place (switch-offs,
+  // biases, SGD steps, training): weights[l][j * sizes[l] + i], neuron j, input i; off[l][j]:
+  // 1 for a switched-off neuron; ``activation``: the hidden layers' function, as backprop.py's,
+  // "sigmoid" (the book's) or "relu", the output layer σ either way (outputs in (0, 1)).
+  let sizes, L, trainedWeights, trainedBiases, weights, biases, off, activation, RELU;
+
+  /** Make ``network`` ({sizes, weights, biases, activation}, float64 arrays laid out as
+   * above) the page's trained network, and a copy of it the one the learner changes. */
+  function useNetwork(network) {
+    sizes = network.sizes;
+    L = sizes.length - 1;
+    trainedWeights = network.weights;
+    trainedBiases = network.biases;
+    weights = trainedWeights.map((w) => Float64Array.from(w));
+    biases = trainedBiases.map((b) => Float64Array.from(b));
+    off = sizes.slice(1).map((n) => new Uint8Array(n));
+    activation = network.activation;
+    RELU = activation === "relu";
+  }
+
+  useNetwork({
+    sizes: NET.sizes,
+    weights: NET.weights.map(float32s),
+    biases: NET.biases.map(float32s),
+    activation: NET.activation || "sigmoid",
+  });
 
   const sigmoid = (z) => 1 / (1 + Math.exp(-z));
   const relu = (z) => Math.max(0, z); // ReLU(z) = max(0, z)
-
-  // The hidden layers' activation function, as backprop.py's ``activation``: "sigmoid" (the
-  // book's) or "relu"; the output layer is σ either way, so the outputs stay in (0, 1).
-  const activation = NET.activation || "sigmoid";
-  const RELU = activation === "relu";
 
   /** Is the layer that weights[l] feeds (zs[l], a[l + 1]) a ReLU layer? Only a hidden one. */
   const isRelu = (l) => RELU && l < L - 1;
@@ -455,21 +469,25 @@
   inputCanvas.width = inputCanvas.height = SIDE;
   const inputCtx = inputCanvas.getContext("2d");
 
-  // Where each drawn neuron sits: layout[l] for layer l >= 1 (l = 0 is the input picture).
-  const layout = [null];
-  {
+  /** Where each drawn neuron of the network sits: layout[l] for layer l >= 1 (l = 0 is the
+   * input picture), the columns evenly apart between the input and the answers. */
+  function layOut() {
+    const layout = [null];
     const firstX = INPUT_X + SIDE * PIXEL + 140, lastX = NET_W - 80;
+    const gap = L > 1 ? (lastX - firstX) / (L - 1) : Infinity; // between columns
     for (let l = 1; l <= L; l++) {
       const n = sizes[l];
       const shown = n > MAX_DRAWN ? SHOWN_OF_WIDE : n;
-      const x = L === 1 ? lastX : firstX + ((lastX - firstX) * (l - 1)) / (L - 1);
+      const x = L === 1 ? lastX : firstX + gap * (l - 1);
       const spacing = Math.min(l === L ? 50 : 34, (NET_H - 90) / shown);
-      const r = Math.min(l === L ? 16 : 12, spacing * 0.4);
+      const r = Math.min(l === L ? 16 : 12, spacing * 0.4, gap * 0.4); // many layers: smaller
       const top = NET_H / 2 - (spacing * (shown - 1)) / 2 + (n > shown ? -10 : 0);
       const ys = Array.from({ length: shown }, (_, j) => top + j * spacing);
       layout.push({ x, ys, r, shown, hidden: n - shown });
     }
+    return layout;
   }
+  let layout = layOut();
 
   function rgba([r, g, b], alpha) {
     return `rgba(${r},${g},${b},${alpha.toFixed(3)})`;
@@ -609,12 +627,18 @@
     const middle = INPUT_X + (SIDE * PIXEL) / 2;
     ctx.fillText("what the network sees:", middle, INPUT_Y - 28);
     ctx.fillText("784 inputs (28×28)", middle, INPUT_Y - 10);
+    const room = L > 1 ? layout[2].x - layout[1].x - 8 : Infinity; // between columns
     for (let l = 1; l <= L; l++) {
       const name = l === L ? "output" : `hidden ${l}`;
-      ctx.fillText(`${name} (${sizes[l]})`, layout[l].x, 18);
+      if (ctx.measureText(`${name} (${sizes[l]})`).width <= room) {
+        ctx.fillText(`${name} (${sizes[l]})`, layout[l].x, 18);
+      } else { // columns too close for one line: the name above the size, short if need be
+        const fits = ctx.measureText(name).width <= room;
+        ctx.fillText(fits ? name : l === L ? "out" : `h${l}`, layout[l].x, 12);
+        ctx.fillText(`(${sizes[l]})`, layout[l].x, 27);
+      }
       if (isRelu(l - 1)) { // the key to a ReLU layer's brightness, under it
         const white = brightest(state, l);
-        const room = L > 1 ? layout[2].x - layout[1].x - 8 : Infinity; // between columns
         ctx.font = "11px system-ui, sans-serif";
         const long = ctx.measureText("ReLU: brightness").width <= room; // else the short key
         ctx.fillText(long ? "ReLU: brightness" : "ReLU", layout[l].x, NET_H - 24);
@@ -696,6 +720,13 @@
     biasSlider.value = biases[l - 1][j];
     if (l === 1) paintDiverging($("n-weights"), weights[0].subarray(j * 784, (j + 1) * 784));
     schedule();
+  }
+
+  /** Close the neuron panel: no neuron selected. */
+  function forgetSelection() {
+    selected = null;
+    $("neuron").hidden = true;
+    $("hint").hidden = false;
   }
 
   function setOff(l, j, isOff) {
@@ -857,9 +888,9 @@
   // For tests and the curious: the page's own functions, from the browser's console
   // (draw_page_learn.js adds backprop, sgdStep, train and the rest).
   window.mlp = {
-    sizes,
-    activation, // of the hidden layers: "sigmoid" or "relu"
-    shown: [SIDE * SIDE, ...layout.slice(1).map((c) => c.shown)], // neurons drawn per layer
+    get sizes() { return sizes; },
+    get activation() { return activation; }, // of the hidden layers: "sigmoid" or "relu"
+    get shown() { return [SIDE * SIDE, ...layout.slice(1).map((c) => c.shown)]; }, // drawn
     position: (l, j) => [layout[l].x, layout[l].ys[j]], // neuron j of layer l on the canvas
     forward: (x) => forward(x),
     toMnist: (rgba, w, h) => Array.from(toMnist(rgba, w, h)),

@@ -8,7 +8,7 @@
 // Indices follow backprop.py: weights[l] feeds the layer whose zs[l] and deltas[l] these are.
 
   const LEARN = NET.learn; // the training and test digits, or null: no "Train it here"
-  const DEFAULT_ETA = NET.eta || 3.0;
+  const DEFAULT_ETA = NET.eta; // the run's η (a network without a run: DigitsMLP's default)
   const EPSILON = 1e-5; // the finite difference's step, as the book's gradient check
   const GRID = 21; // the landscape: GRID x GRID costs ...
   const SPAN = 3; // ... for each weight within ±SPAN of where it was when picked
@@ -88,11 +88,13 @@
     return { ...backpropInto(x, label, nabla_w, nabla_b), nabla_w, nabla_b };
   }
 
-  const sums = { nabla_w: zerosLike(weights), nabla_b: zerosLike(biases) }; // reused by steps
+  let sums = null; // Σ ∂C/∂w and Σ ∂C/∂b of a mini-batch: one set for every step, until
+  // another network is opened
 
   /** One step of SGD on a mini-batch: the mean gradient, w ← w − η ∂C/∂w, b ← b − η ∂C/∂b.
    * Returns the mini-batch's cost before the step. */
   function sgdStep(xs, labels, eta) {
+    sums = sums || { nabla_w: zerosLike(weights), nabla_b: zerosLike(biases) };
     const { nabla_w, nabla_b } = sums;
     nabla_w.forEach((s) => s.fill(0));
     nabla_b.forEach((s) => s.fill(0));
@@ -576,83 +578,121 @@
     return run.stopped;
   }
 
-  /** Epochs of mini-batch SGD on the page's training digits, in slices between frames.
-   * Resolves with what the run measured: its curve, digits per second, and why it stopped. */
+  /** Epochs of mini-batch SGD on the page's training digits, as sgd.SGD: each epoch a fresh
+   * order of the digits, a step on each mini-batch, then the test digits evaluated; in slices
+   * between frames. Resolves with what the run measured: its curve, digits per second, and
+   * why it stopped. */
   async function train({ epochs = 10, batchSize, eta, seed = 0, fromRandom = false } = {}) {
     const data = await digitsReady;
     if (!data) throw new Error("this page has no training digits");
     if (training) throw new Error("already training");
-    batchSize = batchSize || LEARN.batchSize || 10;
+    batchSize = batchSize || LEARN.batchSize;
     eta = eta ?? DEFAULT_ETA;
-    const run = (training = { paused: false, stopped: false, resume: null });
+    const run = startTraining(fromRandom, seed);
+    const random = uniform(seed);
+    const { train: digits, test } = data;
+    const start = evaluateOn(test);
+    curve.push({ epoch: 0, accuracy: start.correct / start.total, cost: NaN });
+    drawCurve();
+    say(`Training: ${digits.count} digits, mini-batches of ${batchSize}, η = ${eta}.`);
+    const order = Uint32Array.from({ length: digits.count }, (_, k) => k);
+    let outcome = "done";
+    run.sliceStart = performance.now();
+    for (let epoch = 1; epoch <= epochs && outcome === "done"; epoch++) {
+      permutation(order, random);
+      const { cost, ended } = await trainEpoch(run, digits, order, batchSize, eta);
+      if (ended) {
+        outcome = ended === "stopped" ? ended : `diverged: in epoch ${epoch} ${ended}, so the ` +
+          "weights are no longer numbers. Try a smaller η, then Reset (or Start from random).";
+        break;
+      }
+      const point = endEpoch(epoch, epochs, cost, test);
+      outcome = stuck(point, test, eta) || ((await breathe(run)) ? "stopped" : "done");
+      run.sliceStart = performance.now();
+    }
+    return finishTraining(run, outcome);
+  }
+
+  /** The buttons that would change the network mid-run go grey; ``fromRandom``: N(0, 1)
+   * weights first. Returns the run: { paused, stopped, resume, seen, busy, sliceStart }. */
+  function startTraining(fromRandom, seed) {
+    training = { paused: false, stopped: false, resume: null, seen: 0, busy: 0 };
     $("train").disabled = $("step").disabled = $("step-batch").disabled = true;
     $("undo-step").disabled = true;
     $("pause").disabled = false;
     if (fromRandom) randomStart(seed);
     trainingStart = Float64Array.from(weights[0]);
-    const random = uniform(seed);
-    const { train: digits, test } = data;
     curve.length = 0;
-    const start = evaluateOn(test);
-    curve.push({ epoch: 0, accuracy: start.correct / start.total, cost: NaN });
-    drawCurve();
-    let seen = 0, busy = 0, outcome = "done";
-    say(`Training: ${digits.count} digits, mini-batches of ${batchSize}, η = ${eta}.`);
-    const order = Uint32Array.from({ length: digits.count }, (_, k) => k);
-    let sliceStart = performance.now();
-    epochs: for (let epoch = 1; epoch <= epochs; epoch++) {
-      for (let k = order.length - 1; k > 0; k--) { // Fisher-Yates: a fresh order each epoch
-        const r = Math.floor(random() * (k + 1));
-        [order[k], order[r]] = [order[r], order[k]];
-      }
-      let total = 0;
-      for (let s = 0; s < order.length; s += batchSize) {
-        const batch = order.subarray(s, s + batchSize);
-        const xs = Array.from(batch, (k) => digits.x(k));
-        const c = sgdStep(xs, Array.from(batch, (k) => digits.labels[k]), eta);
-        total += c * batch.length;
-        seen += batch.length;
-        if (!Number.isFinite(c)) {
-          outcome = `diverged: in epoch ${epoch} the cost became ${c}, so the weights are ` +
-            "no longer numbers. Try a smaller η, then Reset (or Start from random).";
-          break epochs;
-        }
-        if (performance.now() - sliceStart > SLICE_MS) {
-          busy += performance.now() - sliceStart;
-          drawTiles();
-          if (await breathe(run)) { outcome = "stopped"; break epochs; }
-          sliceStart = performance.now();
-        }
-      }
-      busy += performance.now() - sliceStart;
-      const { correct } = evaluateOn(test);
-      const point = { epoch, accuracy: correct / test.count, cost: total / digits.count };
-      curve.push(point);
-      drawCurve();
-      drawTiles();
-      changed();
-      say(`Epoch ${epoch} of ${epochs}: ${correct} of ${test.count} test digits right ` +
-        `(${(100 * point.accuracy).toFixed(1)} %), mean cost ${fmt(point.cost)}.`);
-      // Stuck: the cost no longer falls, and the network reads less than half as many digits
-      // right as it did at its best; more epochs would not bring it back.
-      const last = curve[curve.length - 2];
-      const best = Math.max(...curve.map((p) => p.accuracy));
-      if (epoch > 1 && point.cost >= 0.99 * last.cost && point.accuracy < best / 2) {
-        outcome = `stuck: the mean cost stopped falling (${fmt(last.cost)} → ${fmt(point.cost)}) ` +
-          `with ${(100 * point.accuracy).toFixed(1)} % right (it had ` +
-          `${(100 * best).toFixed(1)} %); ${saturated(test)} With η = ${eta} ` +
-          "the steps overshoot. Try a smaller η, then Reset (or Start from random).";
-        break;
-      }
-      if (await breathe(run)) { outcome = "stopped"; break; }
-      sliceStart = performance.now();
+    return training;
+  }
+
+  /** A fresh order of the digits for an epoch (Fisher-Yates), as sgd.EpochPermutation's. */
+  function permutation(order, random) {
+    for (let k = order.length - 1; k > 0; k--) {
+      const r = Math.floor(random() * (k + 1));
+      [order[k], order[r]] = [order[r], order[k]];
     }
+  }
+
+  /** One epoch: an SGD step on each mini-batch of ``order`` (sgd.mini_batches), letting the
+   * page draw and answer between slices. Resolves with the epoch's mean cost, or with why it
+   * ended early ({ ended: "stopped" }, or what the cost became). */
+  async function trainEpoch(run, digits, order, batchSize, eta) {
+    let total = 0;
+    for (let s = 0; s < order.length; s += batchSize) {
+      const batch = order.subarray(s, s + batchSize);
+      const xs = Array.from(batch, (k) => digits.x(k));
+      const c = sgdStep(xs, Array.from(batch, (k) => digits.labels[k]), eta);
+      total += c * batch.length;
+      run.seen += batch.length;
+      if (!Number.isFinite(c)) return { ended: `the cost became ${c}` };
+      if (performance.now() - run.sliceStart > SLICE_MS) {
+        run.busy += performance.now() - run.sliceStart;
+        drawTiles();
+        if (await breathe(run)) return { ended: "stopped" };
+        run.sliceStart = performance.now();
+      }
+    }
+    run.busy += performance.now() - run.sliceStart;
+    return { cost: total / digits.count };
+  }
+
+  /** After an epoch (sgd.evaluate): the test digits read right, on the curve and in words. */
+  function endEpoch(epoch, epochs, cost, test) {
+    const { correct } = evaluateOn(test);
+    const point = { epoch, accuracy: correct / test.count, cost };
+    curve.push(point);
+    drawCurve();
+    drawTiles();
+    changed();
+    say(`Epoch ${epoch} of ${epochs}: ${correct} of ${test.count} test digits right ` +
+      `(${(100 * point.accuracy).toFixed(1)} %), mean cost ${fmt(point.cost)}.`);
+    return point;
+  }
+
+  /** Why the run must stop after this epoch, or null. Stuck: the cost no longer falls, and
+   * the network reads less than half as many digits right as it did at its best; more
+   * epochs would not bring it back. */
+  function stuck(point, test, eta) {
+    const last = curve[curve.length - 2];
+    const best = Math.max(...curve.map((p) => p.accuracy));
+    if (point.epoch <= 1 || point.cost < 0.99 * last.cost || point.accuracy >= best / 2) {
+      return null;
+    }
+    return `stuck: the mean cost stopped falling (${fmt(last.cost)} → ${fmt(point.cost)}) ` +
+      `with ${(100 * point.accuracy).toFixed(1)} % right (it had ` +
+      `${(100 * best).toFixed(1)} %); ${saturated(test)} With η = ${eta} ` +
+      "the steps overshoot. Try a smaller η, then Reset (or Start from random).";
+  }
+
+  /** The buttons back, and the run's last word; resolves train() with what it measured. */
+  function finishTraining(run, outcome) {
     training = null;
     $("train").disabled = $("step").disabled = $("step-batch").disabled = false;
     $("undo-step").disabled = !undoSteps.length;
     $("pause").disabled = true;
     $("pause").textContent = "Pause";
-    const speed = busy > 0 ? seen / (busy / 1000) : 0;
+    const speed = run.busy > 0 ? run.seen / (run.busy / 1000) : 0;
     const end = curve[curve.length - 1];
     if (outcome === "done") {
       say(`Done: ${end.epoch} epochs at ${Math.round(speed)} digits a second; ` +
@@ -759,7 +799,7 @@
 
   if (LEARN) {
     $("train-eta").value = DEFAULT_ETA;
-    $("train-batch").value = LEARN.batchSize || 10;
+    $("train-batch").value = LEARN.batchSize;
     $("train-what").textContent = `${LEARN.train.count} of the run's training digits are in ` +
       `this page; the accuracy is measured on ${LEARN.test.count} test digits.`;
     $("train").onclick = trainFromPage;
@@ -769,6 +809,26 @@
   } else {
     $("train-missing").hidden = false;
     $("train-controls").hidden = true;
+  }
+
+  /** Another network is opened: nothing learnt on the last one applies to it (its steps to
+   * undo, its curve, the weight the chain rule followed). */
+  function learnAfresh() {
+    sums = null;
+    undoSteps.length = 0;
+    curve.length = 0;
+    trainingStart = Float64Array.from(weights[0]);
+    weightChosen = landscape = chosenLabel = null;
+    $("chain").hidden = true;
+    $("chain-hint").hidden = false;
+    $("landscape-what").textContent = "Click a neuron or a connection.";
+    $("landscape-note").textContent = $("step-result").textContent = "";
+    const canvas = $("landscape");
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    if (LEARN) {
+      drawCurve();
+      drawTiles();
+    }
   }
 
   // --- every update: the learning panels follow the input, the label and the network ------

@@ -1,10 +1,11 @@
 """Read a digit from an image file: load a checkpoint, make the image look like MNIST, run it.
 
 The network only knows MNIST's conventions, so a user's picture is converted the way MNIST's
-own images were made: grayscale, a white digit on black, the digit scaled (aspect ratio kept)
-to fit a 20x20 box, then placed in a 28x28 field with its centre of mass at the centre. A
-picture that skips this (black ink on white paper, a digit filling the frame, a big photo) is
-outside what the network was trained on and gets near-random answers.
+own images were made: upright (a phone photo's EXIF orientation applied), grayscale, a white
+digit on black, the digit scaled (aspect ratio kept) to fit a 20x20 box, then placed in a
+28x28 field with its centre of mass at the centre. A picture that skips this (black ink on
+white paper, a digit filling the frame, a big photo) is outside what the network was trained
+on and gets near-random answers.
 """
 
 from __future__ import annotations
