@@ -51,6 +51,8 @@ ON_THE_HOST = {
         "a picture for TensorBoard, drawn by Pillow on the host",
     ("mlp_digits/lightning/pictures.py", "write_histogram", "linspace"):
         "a histogram's bucket limits, handed to TensorBoard as Python floats",
+    ("mlp_digits/book_format.py", "checkpoint_of", "from_numpy"):
+        "the book's JSON read as a state dict on the CPU, as read_checkpoint reads every file",
     ("mlp_digits/page/predict.py", "image_to_mnist", "zeros"):
         "a picture's pixels, converted by NumPy; predict.py and the page run on the CPU",
     ("mlp_digits/page/predict.py", "image_to_mnist", "from_numpy"):
