@@ -2,7 +2,8 @@
 
 The four IDX files are checked before use (magic number, 28x28, size against the header,
 image and label counts, labels 0-9) and a problem is one sentence naming the file
-(``DataError``). Each split loads as one float32 tensor of pixels in [0, 1], (n, 784): the
+(``DataError``). Each split loads as the file's uint8 pixels (n, 784), and ``pixels`` turns
+them into floats in [0, 1], k / 255 in float32, bit for bit the same on every device: the
 whole of MNIST is 55 MB, so it is converted at once, never image by image. The training
 file splits as the book's ``mnist.pkl.gz`` does: the first 50,000 train, the last 10,000
 validate. Nothing here imports Lightning; ``mlp_digits.lightning.datamodule`` serves these
@@ -112,8 +113,8 @@ def prepare_mnist(data_dir: str | os.PathLike, download: bool = True) -> None:
         raise DataError(missing_files_message(data_dir, reason)) from e
 
 
-def load_mnist(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]:
-    """The ``"train"`` (60,000) or ``"test"`` (10,000) images as float32 pixels in [0, 1],
+def load_mnist_uint8(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]:
+    """The ``"train"`` (60,000) or ``"test"`` (10,000) images as the file's uint8 pixels,
     flattened to (n, 784), and their labels (n,) as class indices.
 
     The headers are checked first; torchvision then parses the files.
@@ -134,9 +135,44 @@ def load_mnist(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]
     targets = mnist.targets.long()
     if len(targets) and int(targets.max()) >= N_CLASSES:
         raise DataError(f"{label_file}: labels must be digits 0-9, found {int(targets.max())}")
-    # One conversion of the whole uint8 tensor: not ToTensor() image by image.
-    pixels = mnist.data.reshape(len(mnist.data), -1).float().div_(255)
-    return pixels, targets
+    return mnist.data.reshape(len(mnist.data), -1), targets
+
+
+def load_mnist(data_dir: str | os.PathLike, split: str) -> tuple[Tensor, Tensor]:
+    """The ``"train"`` or ``"test"`` images as float32 pixels in [0, 1], (n, 784), and their
+    labels (n,): ``load_mnist_uint8`` converted by ``pixels``."""
+    x, targets = load_mnist_uint8(data_dir, split)
+    return pixels(x), targets
+
+
+def pixel_values(device: torch.device | str = "cpu") -> Tensor:
+    """What each byte k of a pixel stands for, k / 255 in float32: (256,), on ``device``.
+
+    Divided on the CPU, whose float division is IEEE 754's (correctly rounded), then copied.
+    """
+    values = torch.arange(256, dtype=torch.float32, device="cpu").div_(255)
+    return values.to(device, non_blocking=True)
+
+
+def look_up(values: Tensor, x: Tensor) -> Tensor:
+    """``values[x]`` for uint8 x of any shape: each byte replaced by its value, exactly."""
+    return values.index_select(0, x.reshape(-1).int()).view(x.shape)
+
+
+def pixels(x: Tensor, dtype: torch.dtype = torch.float32, values: Tensor | None = None) -> Tensor:
+    """uint8 pixels x (any shape) as floats in [0, 1]: k / 255 in float32, then ``dtype``; bit
+    for bit the same numbers on every device, for train.py and the sweep alike.
+
+    On the CPU, x / 255 (its division is exact: IEEE's, correctly rounded). Elsewhere the
+    bytes are looked up in ``values`` (``pixel_values`` on x's device; made here if not
+    given): CUDA divides by a number as a multiplication by its reciprocal, which is one ulp
+    off for some bytes. The CPU divides: a look-up there takes several times as long.
+    """
+    if x.device.type == "cpu":
+        floats = x.float().div_(255)  # one conversion of the whole tensor, not image by image
+    else:
+        floats = look_up(pixel_values(x.device) if values is None else values, x)
+    return floats.to(dtype)
 
 
 def resolve_val_size(val_size: float, n: int) -> int:
@@ -156,4 +192,5 @@ def split_indices(n: int, n_val: int) -> tuple[Tensor, Tensor]:
     The book's split (``mnist.pkl.gz``): validation is the last ``n_val`` images of the file,
     training the rest, both in file order, whatever the seed.
     """
-    return torch.arange(n - n_val), torch.arange(n - n_val, n)
+    cpu = torch.device("cpu")  # indices into the loaded tensors, which are on the CPU
+    return torch.arange(n - n_val, device=cpu), torch.arange(n - n_val, n, device=cpu)

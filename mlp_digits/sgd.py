@@ -161,8 +161,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class EpochPermutation:
-    """The order of the n training images in each epoch: ``torch.randperm`` drawn on ``device``
-    by a generator seeded with ``epoch_seed(seed, epoch)``.
+    """The order of the n training images in each epoch: ``torch.randperm`` by a CPU generator
+    seeded with ``epoch_seed(seed, epoch)``, then moved to ``device``.
+
+    Drawn on the CPU whatever the device: CUDA's randperm gives another order for the same
+    seed, so a seed would mean other mini-batches on a GPU, and a CPU run resumed there would
+    skip its ``steps_done`` mini-batches of another order. The draw costs about a millisecond
+    an epoch.
 
     ``set_epoch`` chooses the epoch (Lightning calls it, as for PyTorch's samplers). With
     several processes, rank r takes every ``world_size``-th index from position r: the ranks'
@@ -184,10 +189,17 @@ class EpochPermutation:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def permutation(self) -> Tensor:
-        generator = torch.Generator(device=self.device)
+    def cpu_permutation(self) -> Tensor:
+        """This epoch's permutation of 0..n-1, on the CPU."""
+        generator = torch.Generator(device="cpu")
         generator.manual_seed(epoch_seed(self.seed, self.epoch))
-        return torch.randperm(self.n, generator=generator, device=self.device)
+        return torch.randperm(self.n, generator=generator, device="cpu")
+
+    def permutation(self) -> Tensor:
+        """This epoch's permutation, on ``device``."""
+        # Not blocking: a copy from pageable memory is staged before this returns, and the
+        # host need not wait for the device's queued steps (no host sync).
+        return self.cpu_permutation().to(self.device, non_blocking=True)
 
     def indices(self) -> Tensor:
         """This rank's shard of this epoch's permutation.

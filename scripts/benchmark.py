@@ -12,6 +12,8 @@ To run:
     python scripts/benchmark.py --profile python --ways project_manual   # one epoch's profile
     python scripts/benchmark.py --quick                                  # smoke test
     python scripts/benchmark.py --sweep --sweep-networks 1 10 100 1000   # many networks at once
+    python scripts/benchmark.py --accelerator gpu --batch-sizes 10 1000  # on a GPU (docs/gpu.md)
+    python scripts/benchmark.py --accelerator gpu --sweep --sweep-networks 1 100 1000
 """
 
 from __future__ import annotations

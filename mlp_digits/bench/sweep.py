@@ -14,6 +14,10 @@ network's samples (N networks x 10 images per SGD step). Three references:
 The sweep is timed through its own Trainer (``StackedMLP`` + ``StackData``), after one
 warm-up chunk, for about ``--seconds``; its epoch time (for the N-runs ratio) is that rate
 over the epoch plus one measured evaluation of every network on validation and test.
+
+On a GPU every clock reading waits for the device's queued work first
+(``torch.cuda.synchronize``), and the memory is the device's: the most the sweep's tensors
+took (``torch.cuda.max_memory_allocated``), beside the host's peak resident set.
 """
 
 from __future__ import annotations
@@ -31,12 +35,30 @@ from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from mlp_digits import cli
+from mlp_digits.data import pixels
 from mlp_digits.lightning.training import build_run, quiet_lightning
 from mlp_digits.sgd import EpochPermutation
 from mlp_digits.sweep import run as sweep
-from mlp_digits.sweep.stack import StackData, StackedMLP, pixels
+from mlp_digits.sweep.stack import StackData, StackedMLP
 
 SIZES, LR, BATCH = (784, 16, 16, 10), 3.0, 10
+GPU_NOTE = (
+    " GPU MB: the most the sweep of N networks allocated on the GPU, training and evaluation"
+    " (torch.cuda.max_memory_allocated)."
+)
+VMAP_STEPS_PER_READING = 10  # vmap's steps between clock readings: each waits for the GPU
+
+
+def device_of(args: Namespace) -> torch.device:
+    return torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device has done all it was given: CUDA runs
+    asynchronously, so a bare reading would time the launches, not the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -60,14 +82,14 @@ class TrainTimer(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, model) -> None:
         if self.start is None and not self.warm_up:
-            self.start = time.perf_counter()
+            self.start = clock(model.device)
 
     def on_train_batch_end(self, trainer: L.Trainer, model, outputs, chunk, chunk_idx) -> None:
         if self.start is None:
-            self.start = time.perf_counter()  # the first chunk warms up
+            self.start = clock(model.device)  # the first chunk warms up
             return
         self.steps += chunk[0].shape[0]
-        self.elapsed = time.perf_counter() - self.start
+        self.elapsed = clock(model.device) - self.start
         if self.elapsed >= self.seconds:
             trainer.should_stop = True
 
@@ -108,15 +130,16 @@ def sweep_rate(args: Namespace, n: int, splits: dict) -> tuple[float, float]:
     )
     data = StackData(splits, list(range(n)), BATCH)
     trainer.fit(model, datamodule=data)
-    start = time.perf_counter()
+    device = device_of(args)
+    start = clock(device)
     evaluate = quiet_trainer(accelerator=args.accelerator)
     evaluate.validate(model, datamodule=data, verbose=False)
-    return timer.rate, time.perf_counter() - start
+    return timer.rate, clock(device) - start
 
 
 def vmap_rate(args: Namespace, n: int, splits: dict) -> float:
     """The same SGD with torch.func: stacked parameters, vmap of the gradient."""
-    device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+    device = device_of(args)
     x_all, targets_all = (t.to(device) for t in splits["train"])
     x_all = pixels(x_all, torch.float32)
 
@@ -148,11 +171,13 @@ def vmap_rate(args: Namespace, n: int, splits: dict) -> float:
                 p.sub_(lr.view(-1, *[1] * (p.dim() - 1)) * g[k])
         step = (step + 1) % (len(x_all) // BATCH)
         if start is None:
-            start = time.perf_counter()  # the first step warms up
+            start = clock(device)  # the first step warms up
             continue
         steps += 1
-        if time.perf_counter() - start >= args.sweep_seconds:
-            return steps * n * BATCH / (time.perf_counter() - start)
+        if steps % VMAP_STEPS_PER_READING == 0:
+            elapsed = clock(device) - start
+            if elapsed >= args.sweep_seconds:
+                return steps * n * BATCH / elapsed
 
 
 def run(args: Namespace) -> int:
@@ -166,29 +191,35 @@ def run(args: Namespace) -> int:
     n_train = len(splits["train"][0])
     one_rate, one_seconds = train_py(args)  # with train.py's own 1 thread
     torch.set_num_threads(threads)
+    where = f"on {torch.cuda.get_device_name()}, " if device_of(args).type == "cuda" else ""
     print(
         f"Sweep, 784-16-16-10, batch {BATCH}, {args.sweep_backprop} backprop, {n_train:,} training "
-        f"images, {threads} thread(s); one train.py run (1 thread, its default): "
+        f"images, {where}{threads} thread(s); one train.py run (1 thread, its default): "
         f"{one_rate:,.0f} samples/s training, {one_seconds:.1f} s for a whole 1-epoch run"
     )
+    gpu = device_of(args).type == "cuda"
     print(
         f"{'networks':>8} {'samples/s':>11} {'x one run':>9} {'x N runs*':>9} "
-        f"{'vmap samples/s':>14} {'x vmap':>6} {'peak MB':>8}"
+        f"{'vmap samples/s':>14} {'x vmap':>6} {'host RSS MB':>11}" + (" GPU MB" if gpu else "")
     )
     for n in args.sweep_networks:
+        if gpu:
+            torch.cuda.reset_peak_memory_stats()
         rate, eval_seconds = sweep_rate(args, n, splits)
+        gpu_mb = f" {torch.cuda.max_memory_allocated() / 2**20:>6,.0f}" if gpu else ""
         epoch_seconds = n * n_train / rate + eval_seconds
         versus_runs = n * one_seconds / epoch_seconds
         v_rate = vmap_rate(args, n, splits)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"{n:>8} {rate:>11,.0f} {rate / one_rate:>9.2f} {versus_runs:>9.2f} "
-            f"{v_rate:>14,.0f} {rate / v_rate:>6.2f} {peak:>8,.0f}",
+            f"{v_rate:>14,.0f} {rate / v_rate:>6.2f} {rss_mb:>11,.0f}{gpu_mb}",
             flush=True,
         )
     print(
         "* N train.py runs one after another, estimated as N x one whole 1-epoch run's wall "
         "time (measured once), against the sweep's epoch (training rate over the epoch plus "
-        "one evaluation of every network). Peak MB: this process so far (the largest N last)."
+        "one evaluation of every network). Host RSS MB: this process's peak resident memory "
+        "so far (the largest N last)." + (GPU_NOTE if gpu else "")
     )
     return 0

@@ -16,7 +16,9 @@ What follows from that choice is all here, so that the model can read like the b
   subclass adds with ``log_step_scalar``) are kept on the device and written at their exact
   steps with one host sync, at the end of the chunk that has something to write.
 - Several processes (DDP): ``average_over_processes`` averages a step's gradients with one
-  all-reduce, and a non-finite cost seen by any rank stops every rank at the same chunk.
+  all-reduce of one flat buffer, and a non-finite cost seen by any rank stops every rank at
+  the same chunk. The collectives are ``torch.distributed``'s own, not Lightning's
+  ``strategy.reduce``, which runs a barrier before each: a host sync at every SGD step.
 
 A subclass implements ``one_hot(targets)``, the desired outputs y(x), and ``sgd_step(x, y,
 number)``: update number ``number`` (counted from 1) on one mini-batch, returning its
@@ -29,6 +31,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from mlp_digits import backprop as bp
@@ -39,6 +42,19 @@ LOG_EVERY_N_STEPS = 100  # interval of the train/cost curve, in SGD steps
 
 class NonFiniteCost(RuntimeError):
     """The cost became NaN or infinite; the message names the step and what to do."""
+
+
+def mean_over_processes(tensor: Tensor) -> Tensor:
+    """The mean over the processes of ``tensor``, in place, by one all-reduce (no barrier).
+
+    ``ReduceOp.AVG`` where the backend has it (NCCL); gloo has none, so there the sum is
+    divided by the number of processes, the arithmetic of Lightning's ``strategy.reduce``.
+    """
+    if tensor.device.type == "cuda" and "nccl" in dist.get_backend():
+        dist.all_reduce(tensor, op=dist.ReduceOp.AVG)
+        return tensor
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.div_(dist.get_world_size())
 
 
 class ChunkedSGD(L.LightningModule):
@@ -116,8 +132,10 @@ class ChunkedSGD(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # The mean over the epoch's SGD steps; every rank has as many.
-        costs = torch.cat(self.epoch_costs) if self.epoch_costs else torch.zeros(0)
-        epoch_cost = self.trainer.strategy.reduce(costs.mean(dim=0), reduce_op="mean")
+        empty = torch.zeros(0, dtype=self.dtype, device=self.device)
+        epoch_cost = (torch.cat(self.epoch_costs) if self.epoch_costs else empty).mean(dim=0)
+        if self.world_size > 1:
+            mean_over_processes(epoch_cost)
         self.log_train_cost()
         self.write_step_scalars()
         self.log_at_sgd_step({"train/epoch_cost": epoch_cost})
@@ -133,9 +151,9 @@ class ChunkedSGD(L.LightningModule):
             self.logger.log_metrics(values, step=self.sgd_steps)
 
     def average_over_processes(self, *grads: list[Tensor]) -> tuple[list[Tensor], ...]:
-        """The mean over the processes of each list of gradients, by one all-reduce."""
-        flat = torch.cat([g.reshape(-1) for group in grads for g in group])
-        flat = self.trainer.strategy.reduce(flat, reduce_op="mean")
+        """The mean over the processes of each list of gradients, by one all-reduce of them
+        all as one flat buffer."""
+        flat = mean_over_processes(torch.cat([g.reshape(-1) for group in grads for g in group]))
         parts = iter(flat.split([g.numel() for group in grads for g in group]))
         return tuple([next(parts).view_as(g) for g in group] for group in grads)
 
@@ -144,13 +162,14 @@ class ChunkedSGD(L.LightningModule):
 
         With sigmoid outputs the quadratic cost is at most n_out / 2, so this means float
         overflow (a huge --lr) or bad data. One check per chunk: a host sync per SGD step
-        would be slow.
+        would be slow. With several processes the ranks' answers meet on the device (the
+        minimum of 1s and 0s: 0 if any saw one) before that one sync.
         """
-        finite = torch.isfinite(costs)
-        all_finite = bool(finite.all())
+        all_finite = torch.isfinite(costs).all()
         if self.world_size > 1:
-            all_finite = self.trainer.strategy.reduce_boolean_decision(all_finite, all=True)
-        if not all_finite:
+            all_finite = all_finite.int()
+            dist.all_reduce(all_finite, op=dist.ReduceOp.MIN)
+        if not bool(all_finite):  # the chunk's host sync
             self.on_nonfinite_cost(costs, first_step)
 
     def on_nonfinite_cost(self, costs: Tensor, first_step: int) -> None:

@@ -28,7 +28,7 @@ from mlp_digits import cli
 from mlp_digits.data import (
     DataError,
     check_idx,
-    load_mnist,
+    load_mnist_uint8,
     prepare_mnist,
     raw_folder,
     resolve_val_size,
@@ -98,10 +98,7 @@ def load_splits(args: Namespace) -> dict[str, tuple[torch.Tensor, torch.Tensor]]
     prepare_mnist(args.data_dir, not args.no_download)
     splits = {}
     for split in ("train", "test"):
-        x, targets = load_mnist(args.data_dir, split)
-        # Back to the file's bytes, in place: exact, since every pixel is k / 255 in float32.
-        splits[split] = (x.mul_(255).round_().to(torch.uint8), targets)
-        del x
+        splits[split] = load_mnist_uint8(args.data_dir, split)
     x, targets = splits["train"]
     train, val = split_indices(len(x), resolve_val_size(args.val_size, len(x)))
     splits["train"], splits["val"] = (x[train], targets[train]), (x[val], targets[val])

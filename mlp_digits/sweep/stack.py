@@ -11,8 +11,8 @@ so each layer is one batched matrix product for all N networks, and ``mlp_digits
 (BP1–BP4 written once for one network or a stack) or autograd gives all N gradients at once.
 
 The pixels stay uint8 on the device (a quarter of float32's bytes to gather every step) and
-become floats per mini-batch, exactly as ``data.load_mnist`` makes them: ``x / 255`` in
-float32, then the model's dtype.
+become floats per mini-batch by ``data.pixels``, the conversion ``data.load_mnist`` makes for
+train.py: k / 255 in float32, then the model's dtype, bit for bit on every device.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mlp_digits import backprop as bp
 from mlp_digits import sgd
+from mlp_digits.data import pixel_values, pixels
 from mlp_digits.lightning.chunked import ChunkedSGD
 from mlp_digits.lightning.datamodule import ChunkedBatches, DeviceData, SlicedBatches
 from mlp_digits.lightning.model import DigitsMLP
@@ -37,11 +38,6 @@ from mlp_digits.sgd import EpochPermutation
 STACK_CHUNK_SAMPLES = 20_000
 EVAL_FLOATS = 2**23  # activations per evaluation batch (N x images x widest layer)
 HISTORY = ("train_cost", "val_correct", "val_cost", "test_correct", "test_cost", "dead_fraction")
-
-
-def pixels(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """uint8 pixels as floats in [0, 1]: bit for bit what ``load_mnist`` and train.py use."""
-    return x.float().div_(255).to(dtype)
 
 
 class StackPermutations:
@@ -63,14 +59,13 @@ class StackPermutations:
         return self.samplers[0].n
 
     def permutations(self) -> Tensor:
-        """(N, n) image indices; int32 halves the memory of a thousand networks' orders."""
-        device = self.samplers[0].device
-        orders = torch.empty(
-            len(self.samplers), self.samplers[0].n, dtype=torch.int32, device=device
-        )
+        """(N, n) image indices on the device: every network's ``EpochPermutation``, drawn on
+        the CPU and moved in one copy; int32 halves the memory of a thousand networks' orders."""
+        n_nets, n = len(self.samplers), self.samplers[0].n
+        orders = torch.empty(n_nets, n, dtype=torch.int32, device="cpu")
         for k, sampler in enumerate(self.samplers):
-            orders[k] = sampler.permutation()
-        return orders
+            orders[k] = sampler.cpu_permutation()
+        return orders.to(self.samplers[0].device, non_blocking=True)
 
 
 class StackBatches(ChunkedBatches):
@@ -159,12 +154,16 @@ class StackedMLP(ChunkedSGD):
         self.weights = nn.ParameterList(weights)
         self.biases = nn.ParameterList(biases)
         n_nets = len(seeds)
-        # float64 whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
-        self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64))
-        self.register_buffer("diverged_at", torch.full((n_nets,), -1, dtype=torch.long))
-        self.register_buffer("epoch_cost_sum", torch.zeros(n_nets, dtype=torch.float64))
-        self.register_buffer("best_val_correct", torch.full((n_nets,), -1, dtype=torch.long))
-        self.register_buffer("best_epoch", torch.full((n_nets,), -1, dtype=torch.long))
+        # Made on the CPU, as the weights are: the buffers move with the module. η in float64
+        # whatever the precision, so that η = 0.1 is 0.1 where the model is float64.
+        cpu, long = torch.device("cpu"), torch.long
+        self.register_buffer("lr", torch.tensor(list(lrs), dtype=torch.float64, device=cpu))
+        self.register_buffer("diverged_at", torch.full((n_nets,), -1, dtype=long, device=cpu))
+        self.register_buffer("epoch_cost_sum", torch.zeros(n_nets, dtype=torch.float64, device=cpu))
+        self.register_buffer("best_val_correct", torch.full((n_nets,), -1, dtype=long, device=cpu))
+        self.register_buffer("best_epoch", torch.full((n_nets,), -1, dtype=long, device=cpu))
+        # data.pixels' table of the 256 byte values, on the stack's device; not saved.
+        self.register_buffer("pixel_values", pixel_values(), persistent=False)
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             self.register_buffer(f"best_weight_{l}", w.detach().clone())
             self.register_buffer(f"best_bias_{l}", b.detach().clone())
@@ -212,7 +211,7 @@ class StackedMLP(ChunkedSGD):
 
         x: (N, B, 784) uint8 pixels, y: (N, B, 10) desired outputs.
         """
-        x = pixels(x, y.dtype)
+        x = pixels(x, y.dtype, self.pixel_values)
         weights, biases = list(self.weights), list(self.biases)
         # No gradient is looked at: the manual step may take BP4 inside the update.
         return sgd.sgd_step(
@@ -264,7 +263,7 @@ class StackedMLP(ChunkedSGD):
     ) -> None:
         x, targets = batch
         stage = ("val", "test")[dataloader_idx]
-        activations = self.feedforward(pixels(x, self.weights[0].dtype))
+        activations = self.feedforward(pixels(x, self.weights[0].dtype, self.pixel_values))
         a = activations[-1]  # (N, m, 10)
         if stage == "val" and len(activations) > 1:
             self.alive |= torch.cat([(h > 0).any(dim=1) for h in activations[:-1]], dim=-1)
