@@ -8,8 +8,8 @@ run), ``sweep`` (many networks at once), ``page`` (predict and draw), ``bench``.
 
 
 def __getattr__(name: str) -> object:
-    # ``from mlp_digits import DigitsMLP`` still works, without making ``import
-    # mlp_digits.backprop`` load Lightning.
+    # ``from mlp_digits import DigitsMLP``, loaded when asked for, so that ``import
+    # mlp_digits.backprop`` does not load Lightning.
     if name == "DigitsMLP":
         from mlp_digits.lightning.model import DigitsMLP
 

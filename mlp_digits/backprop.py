@@ -133,8 +133,8 @@ def backward(
     """
     m = y.shape[-2]
     n_layers = len(weights)
-    nabla_w: list[Tensor] = [torch.empty(0)] * n_layers
-    nabla_b: list[Tensor] = [torch.empty(0)] * n_layers
+    nabla_w: list[Tensor] = [torch.empty(0, device=y.device)] * n_layers
+    nabla_b: list[Tensor] = [torch.empty(0, device=y.device)] * n_layers
 
     a = activations[-1]
     delta = (a - y).mul_(activation_prime(a))  # BP1 (the output layer is σ)

@@ -104,7 +104,7 @@ def save(net: Any, path: str | os.PathLike) -> None:
 def save_model(model: DigitsMLP, path: str | os.PathLike) -> None:
     """Write a DigitsMLP in the book's format; FormatError for one the format cannot describe:
     ReLU hidden layers (its neurons are all σ), or weights that are no longer finite."""
-    activation = model.hparams.get("activation", "sigmoid")
+    activation = model.activation
     if activation != "sigmoid":
         raise FormatError(
             f"a network with {activation.replace('relu', 'ReLU')} hidden layers cannot be "

@@ -17,6 +17,7 @@ from conftest import REPO, write_mnist
 from PIL import Image
 
 from mlp_digits import cli
+from mlp_digits.config import Settings
 from mlp_digits.data import load_mnist
 from mlp_digits.lightning.checkpoint import load_checkpoint
 from mlp_digits.sgd import EpochPermutation
@@ -25,6 +26,7 @@ from mlp_digits.sweep import memory
 from mlp_digits.sweep import report as sweep_report
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.records import load_stack_records
+from mlp_digits.sweep.report import SETTINGS_COLUMNS
 from mlp_digits.sweep.stack import StackBatches, StackedMLP, StackPermutations, stack_bytes
 
 
@@ -247,6 +249,18 @@ def test_the_exported_network_is_a_digitsmlp_checkpoint_with_the_csvs_accuracy(
     assert saved["settings"]["lr"] == float(row["lr"]) and saved["settings"]["seed"] == 0
     assert saved["epoch"] == int(row["best_epoch"]) and saved["epochs_done"] == saved["epoch"] + 1
     assert saved["sgd_steps"] == (saved["epoch"] + 1) * 50  # 500 training images, batch 10
+
+
+def test_the_csvs_settings_are_the_exported_runs_settings(diverging_sweep) -> None:
+    """One Settings per network: its CSV row and its exported checkpoint hold the same."""
+    folder, _, _ = diverging_sweep
+    (path,) = (folder / "export").glob("*.ckpt")
+    row = next(r for r in read_csv(folder / "results.csv") if r["name"] == path.stem)
+    saved = Settings.from_dict(torch.load(path, weights_only=True)["settings"])
+    assert {k: row[k] for k in SETTINGS_COLUMNS} == {
+        k: "-".join(map(str, v)) if k == "sizes" else "" if v is None else str(v)
+        for k, v in vars(saved).items()
+    }  # (the csv module writes None as an empty field)
 
 
 def test_export_k_writes_that_network(diverging_sweep, tmp_path: Path) -> None:

@@ -35,13 +35,14 @@ from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from mlp_digits import cli
+from mlp_digits.config import DEFAULTS, layers
 from mlp_digits.data import pixels
 from mlp_digits.lightning.training import build_run, quiet_lightning
 from mlp_digits.sgd import EpochPermutation
 from mlp_digits.sweep import run as sweep
 from mlp_digits.sweep.stack import StackData, StackedMLP
 
-SIZES, LR, BATCH = (784, 16, 16, 10), 3.0, 10
+SIZES, LR, BATCH = DEFAULTS.sizes, DEFAULTS.lr, DEFAULTS.batch_size  # the book's run
 GPU_NOTE = (
     " GPU MB: the most the sweep of N networks allocated on the GPU, training and evaluation"
     " (torch.cuda.max_memory_allocated)."
@@ -184,7 +185,7 @@ def run(args: Namespace) -> int:
     """Print the sweep's ratios for each N; returns 0."""
     quiet_lightning()
     threads = getattr(args, "num_threads", 1) or 1
-    args.val_size = getattr(args, "val_size", 10_000)
+    args.val_size = getattr(args, "val_size", DEFAULTS.val_size)
     args.no_download = True
     args.logdir = getattr(args, "logdir", "lightning_logs/benchmark")
     splits = sweep.load_splits(args)
@@ -193,8 +194,9 @@ def run(args: Namespace) -> int:
     torch.set_num_threads(threads)
     where = f"on {torch.cuda.get_device_name()}, " if device_of(args).type == "cuda" else ""
     print(
-        f"Sweep, 784-16-16-10, batch {BATCH}, {args.sweep_backprop} backprop, {n_train:,} training "
-        f"images, {where}{threads} thread(s); one train.py run (1 thread, its default): "
+        f"Sweep, {layers(SIZES)}, batch {BATCH}, {args.sweep_backprop} backprop, "
+        f"{n_train:,} training images, {where}{threads} thread(s); one train.py run "
+        "(1 thread, its default): "
         f"{one_rate:,.0f} samples/s training, {one_seconds:.1f} s for a whole 1-epoch run"
     )
     gpu = device_of(args).type == "cuda"

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from mlp_digits.config import DEFAULTS
+from mlp_digits.config import DEFAULTS, IMAGES_EVERY
 from mlp_digits.data import load_mnist, resolve_val_size, split_indices
 from mlp_digits.network import initial_parameters
 
@@ -23,14 +23,14 @@ from mlp_digits.network import initial_parameters
 class Settings:
     data_dir: Path
     val_size: int
-    batch_size: int = 10
+    batch_size: int = DEFAULTS.batch_size
     epochs: int = 3  # timed epochs per way
     max_seconds: float = 2.0  # per timed epoch, for all ways but the project
     warmup_seconds: float = 1.0
     num_threads: int = 1
     accelerator: str = "cpu"
-    images_every: int = 1  # the project's pictures, as train.py's --images-every
-    seed: int = 0
+    images_every: int = IMAGES_EVERY  # the project's pictures, as train.py's
+    seed: int = DEFAULTS.seed
     lr: float = DEFAULTS.lr
     sizes: tuple[int, ...] = DEFAULTS.sizes
 

@@ -194,7 +194,7 @@ class ChunkedSGD(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.sgd_steps = checkpoint.get("sgd_steps", checkpoint.get("global_step", 0))
+        self.sgd_steps = checkpoint.get("sgd_steps", 0)  # 0: a network without a run
         saved = checkpoint.get("step_costs", {})
         self.epoch_costs = list(saved.get("epoch", []))
         self.recent_costs = list(saved.get("recent", []))

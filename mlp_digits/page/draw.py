@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from mlp_digits.config import DEFAULTS, PAGE_TEST_DIGITS, PAGE_TRAIN_DIGITS
+from mlp_digits.config import DATA_DIR, DEFAULTS, PAGE_TEST_DIGITS, PAGE_TRAIN_DIGITS
 from mlp_digits.data import DataError, load_mnist
 from mlp_digits.lightning.checkpoint import one_line, read_checkpoint
 from mlp_digits.lightning.model import DigitsMLP
@@ -154,13 +154,13 @@ def learning_data(
 
 def activation_of(model: DigitsMLP) -> str:
     """The hidden layers' activation function of the model: "sigmoid" or "relu"."""
-    return model.hparams.get("activation", "sigmoid")
+    return model.activation
 
 
 def page_data(model: DigitsMLP, examples: list[dict], learn: dict | None = None) -> dict:
     """Everything the page knows. ``learn``: the digits of "Train it here" (None: no data),
     and the run's own η and mini-batch size as the page's defaults. ``activation``: the hidden
-    layers' function, "sigmoid" or "relu" (checkpoints from before ReLU lack it: sigmoid)."""
+    layers' function, "sigmoid" or "relu"."""
     return {
         "sizes": list(model.hparams.sizes),
         "activation": activation_of(model),
@@ -217,7 +217,7 @@ def write_page(
     ``learning_data``; 0: none). Counts the data lacks, or a page over 20 MB: FlagError."""
     model = load_model(checkpoint)
     hparams = data_hparams(checkpoint)
-    data_dir = data_dir or hparams.get("data_dir") or "data"
+    data_dir = data_dir or hparams.get("data_dir") or DATA_DIR
     try:
         x, targets = load_mnist(data_dir, "test")
     except DataError as e:

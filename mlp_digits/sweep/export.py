@@ -11,7 +11,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from mlp_digits.config import Settings
 from mlp_digits.lightning.callbacks import SaveSettings
 from mlp_digits.lightning.datamodule import MNISTDataModule
 from mlp_digits.lightning.training import TRAINER_PRECISION
@@ -19,16 +18,6 @@ from mlp_digits.sweep.stack import StackedMLP
 
 if TYPE_CHECKING:
     from mlp_digits.sweep.report import Result
-
-
-def network_settings(r: Result, args: Namespace) -> Settings:
-    """Network r's run: the ``scripts/train.py`` settings it trained with."""
-    c = r.net.config
-    return Settings(
-        sizes=c.sizes, lr=c.lr, batch_size=c.batch_size, max_epochs=args.max_epochs,
-        seed=r.net.seed, init=c.init, activation=c.activation, backprop=args.backprop,
-        precision=str(args.precision), val_size=args.val_size,
-    )  # fmt: skip
 
 
 class SaveAfterValidation(Callback):
@@ -57,7 +46,7 @@ def export(r: Result, path: Path, args: Namespace) -> None:
     net = stack.export(r.position)
     net.sgd_steps = (r.best_epoch + 1) * r.steps_per_epoch
     net.warned_saturation = True  # the sweep's table says how its networks did
-    settings = network_settings(r, args)
+    settings = r.net.settings(args)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, precision=TRAINER_PRECISION[settings.precision],
         max_epochs=settings.max_epochs, logger=False, enable_checkpointing=False,

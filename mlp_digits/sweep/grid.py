@@ -13,7 +13,7 @@ from __future__ import annotations
 from argparse import Namespace
 from dataclasses import dataclass, replace
 
-from mlp_digits.config import layers, lr_problem
+from mlp_digits.config import Settings, layers, lr_problem
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,16 @@ class Network:
     index: int
     config: Config
     seed: int
+
+    def settings(self, args: Namespace) -> Settings:
+        """This network's run: the ``scripts/train.py`` settings it trains with (the rest of
+        them are the sweep's flags, shared by every network)."""
+        c = self.config
+        return Settings(
+            sizes=c.sizes, lr=c.lr, batch_size=c.batch_size, max_epochs=args.max_epochs,
+            seed=self.seed, init=c.init, activation=c.activation, backprop=args.backprop,
+            precision=str(args.precision), val_size=args.val_size,
+        )  # fmt: skip
 
     @property
     def name(self) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import statistics
 from argparse import Namespace
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import matplotlib
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from mlp_digits.config import Settings, layers
 from mlp_digits.lightning.hparams import write_hparams
 from mlp_digits.sweep.export import export
 from mlp_digits.sweep.grid import Config, Network
@@ -25,9 +26,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file-only backend)
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
+SETTINGS_COLUMNS = tuple(f.name for f in fields(Settings))  # each network's run
 CSV_COLUMNS = (
-    "network", "name", "sizes", "activation", "lr", "batch_size", "seed", "init", "backprop",
-    "precision",
+    "network", "name", *SETTINGS_COLUMNS,
     "epochs", "best_epoch", "val_accuracy", "test_accuracy", "best_test_accuracy",
     "best_test_epoch", "final_test_accuracy", "train_cost", "diverged", "diverged_at_step",
 )  # fmt: skip
@@ -185,17 +186,21 @@ def ease_table(results: list[Result], percent: float = 90.0) -> str:
     return "\n".join(lines)
 
 
+def plain(settings: Settings) -> dict:
+    """A network's settings for a table: the sizes written as the project writes them."""
+    return {**settings.to_dict(), "sizes": layers(settings.sizes)}
+
+
 def write_csv(path: Path, results: list[Result], args: Namespace) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for r in results:
-            c = r.net.config
             best_test, best_test_epoch = r.best_test
             val = r.val_accuracy[r.best_epoch] if r.best_epoch >= 0 else float("nan")
+            settings = plain(r.net.settings(args))
             writer.writerow([
-                r.net.index, r.net.name, c.layers, c.activation, c.lr, c.batch_size,
-                r.net.seed, c.init, args.backprop, args.precision, len(r.test_accuracy),
+                r.net.index, r.net.name, *settings.values(), len(r.test_accuracy),
                 r.best_epoch, f"{val:.2f}", f"{r.test_at_best:.2f}", f"{best_test:.2f}",
                 best_test_epoch, f"{r.test_accuracy[-1]:.2f}", f"{r.train_cost[-1]:.6f}",
                 r.diverged, r.diverged_at if r.diverged else "",
@@ -316,11 +321,7 @@ def tensorboard_runs(folder: Path, results: list[Result], args: Namespace, pictu
         writer.add_scalar(
             "test/accuracy", r.test_at_best / 100, len(r.val_accuracy) * r.steps_per_epoch
         )
-        c = r.net.config
-        hparams = {"sizes": c.layers, "lr": c.lr, "batch_size": c.batch_size,
-                   "seed": r.net.seed, "init": c.init, "activation": c.activation,
-                   "backprop": args.backprop,
-                   "precision": str(args.precision), "diverged": r.diverged}  # fmt: skip
+        hparams = {**plain(r.net.settings(args)), "diverged": r.diverged}
         write_hparams(logger, hparams, ["val/accuracy", "val/cost", "test/accuracy"])
         writer.close()
     summary = TensorBoardLogger(folder / "tensorboard", name="", version="summary")
