@@ -141,6 +141,8 @@ def test_a_mistake_is_named_at_the_first_failing_check_and_the_rest_are_conseque
     assert failed.mistake == Path(name).stem, str(report)
     for c in report.checks[first + 1 :]:  # later checks: right, or wrong only because of it
         assert c.passed or (c.consequence and c.mistake is None), str(report)
+        if c.consequence and c.name.startswith("BP") and check.startswith("BP"):
+            assert f"(see {check})" in c.message, str(report)  # the equation that failed
     assert report.mistakes == [failed]
 
 
