@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call, grad, stack_module_state, vmap
 
 from mlp_digits import cli
-from mlp_digits.config import DEFAULTS, layers
+from mlp_digits.config import DEFAULTS, LOGDIR, layers
 from mlp_digits.data import pixels
 from mlp_digits.lightning.training import build_run, quiet_lightning
 from mlp_digits.sgd import EpochPermutation
@@ -187,7 +187,7 @@ def run(args: Namespace) -> int:
     threads = getattr(args, "num_threads", 1) or 1
     args.val_size = getattr(args, "val_size", DEFAULTS.val_size)
     args.no_download = True
-    args.logdir = getattr(args, "logdir", "lightning_logs/benchmark")
+    args.logdir = getattr(args, "logdir", f"{LOGDIR}/benchmark")
     splits = sweep.load_splits(args)
     n_train = len(splits["train"][0])
     one_rate, one_seconds = train_py(args)  # with train.py's own 1 thread

@@ -200,7 +200,8 @@ def write_csv(path: Path, results: list[Result], args: Namespace) -> None:
             val = r.val_accuracy[r.best_epoch] if r.best_epoch >= 0 else float("nan")
             settings = plain(r.net.settings(args))
             writer.writerow([
-                r.net.index, r.net.name, *settings.values(), len(r.test_accuracy),
+                r.net.index, r.net.name, *(settings[k] for k in SETTINGS_COLUMNS),
+                len(r.test_accuracy),
                 r.best_epoch, f"{val:.2f}", f"{r.test_at_best:.2f}", f"{best_test:.2f}",
                 best_test_epoch, f"{r.test_accuracy[-1]:.2f}", f"{r.train_cost[-1]:.6f}",
                 r.diverged, r.diverged_at if r.diverged else "",
